@@ -1,0 +1,18 @@
+//! A producer client for MetaQ (Taobao Metamorphosis 1.4), and a development
+//! broker that speaks the same protocol.
+//!
+//! Layers, with data flowing one way:
+//!
+//! * [`protocol`]: the sans-IO wire format (commands, responses, codec, checksum).
+//! * [`broker`]: the development broker (feature `broker`, on by default).
+//! * [`testkit`]: a real ZooKeeper server for tests (feature `testkit`).
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod protocol;
+
+#[cfg(feature = "broker")]
+pub mod broker;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

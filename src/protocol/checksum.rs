@@ -1,0 +1,45 @@
+//! The CRC carried by `put` and stored in every on-disk record (reference 3.12).
+
+/// CRC-32 (IEEE) of `body`, masked with `0x7FFF_FFFF` as MetaQ does, so the value
+/// is always non-negative and `-1` stays free to mean "not supplied".
+///
+/// ```
+/// assert_eq!(metaq::protocol::checksum(b"hello"), 907_060_870);
+/// ```
+pub fn checksum(body: &[u8]) -> i32 {
+    mask(crc32fast::hash(body))
+}
+
+fn mask(crc: u32) -> i32 {
+    (crc & 0x7FFF_FFFF) as i32
+}
+
+/// Incremental form of [`checksum`], for a body written in several pieces
+/// (attribute block, then payload) without joining them first.
+///
+/// ```
+/// use metaq::protocol::{checksum, Checksum};
+/// let mut c = Checksum::new();
+/// c.update(b"hel");
+/// c.update(b"lo");
+/// assert_eq!(c.finish(), checksum(b"hello"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Checksum(crc32fast::Hasher);
+
+impl Checksum {
+    /// An empty checksum.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next piece of the body.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The masked CRC of everything fed so far.
+    pub fn finish(self) -> i32 {
+        mask(self.0.finalize())
+    }
+}
