@@ -1,1 +1,3 @@
 //! The development broker.
+
+pub mod store;
