@@ -15,7 +15,9 @@ pub const DEFAULT_UNFLUSHED_MESSAGES: u32 = 1000;
 ///
 /// Whatever the policy, a segment is forced to disk when a new one is started
 /// after it (so only the last segment can ever have a torn tail, which is the
-/// only one recovery scans), and everything unflushed is forced on close.
+/// only one recovery scans), the directory is synced when a segment or
+/// partition directory is created (so its name survives a crash), and
+/// everything unflushed is forced on close or when the last handle drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPolicy {
     /// fsync before answering; appends queued while one fsync runs share the next one (group commit).

@@ -82,6 +82,12 @@ impl MessageStore {
             let fsyncs = Arc::new(AtomicU64::new(0));
             let partition =
                 Partition::open(found.path, config.max_segment_size, Arc::clone(&fsyncs))?;
+            tracing::debug!(
+                topic = %found.topic,
+                partition = found.partition,
+                next_offset = partition.next_offset(),
+                "recovered partition"
+            );
             let handle = writer::spawn(
                 config.data_dir.clone(),
                 &found.topic,
@@ -198,8 +204,9 @@ impl MessageStore {
     }
 
     /// Number of bytes in the partition log, which is the offset the next
-    /// record will get; `None` if the partition was never created. Appends
-    /// in flight are counted once written.
+    /// record will get; `None` if the partition was never created (not found
+    /// on disk at open, and no append to it attempted since). Appends in
+    /// flight are counted once written.
     pub fn next_offset(&self, topic: &str, partition: u32) -> Option<i64> {
         let state = self.inner.lock();
         let handle = state.partitions.get(topic)?.get(&partition)?;
