@@ -4,11 +4,13 @@
 //! Layers, with data flowing one way:
 //!
 //! * [`protocol`]: the sans-IO wire format (commands, responses, codec, checksum).
+//! * [`discovery`]: the ZooKeeper layout MetaQ brokers publish.
 //! * [`broker`]: the development broker (feature `broker`, on by default).
 //! * [`testkit`]: a real ZooKeeper server for tests (feature `testkit`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod discovery;
 pub mod protocol;
 
 #[cfg(feature = "broker")]

@@ -1,3 +1,25 @@
-//! The development broker.
+//! The development broker: speaks the MetaQ 1.4 protocol, stores messages in
+//! MetaQ's on-disk format and registers in ZooKeeper like a Java master, so
+//! the producer can be tested end to end.
+//!
+//! What it serves: `put` in every form, local transactions (BEGIN,
+//! COMMIT_ONE_PHASE/TWO_PHASE, ROLLBACK, with timeouts), `version`, `stats`
+//! (the summary for every item) and `quit`. `get`, `offset` and `sync` are
+//! answered 503; XA transactions 500.
 
+mod config;
+mod connection;
+mod error;
+mod faults;
+mod handler;
+mod ids;
+mod registry;
+mod server;
+mod shared;
 pub mod store;
+mod transactions;
+
+pub use config::{BrokerConfig, InvalidTopicSpec, TopicConfig};
+pub use error::BrokerError;
+pub use server::Broker;
+pub use store::FlushPolicy;

@@ -1,0 +1,9 @@
+# The development broker as an image (used by docker-compose.yml).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --bin metaq-broker
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/metaq-broker /usr/local/bin/metaq-broker
+ENTRYPOINT ["metaq-broker"]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job: a local MetaQ cluster (one ZooKeeper, two development
+# brokers) and a look at how the brokers registered. Everything it starts is
+# stopped, by pid, when it exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_zookeeper
+
+work=$(mktemp -d -t metaq-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "==> building"
+cargo build --quiet --release --bin metaq-broker --example show_registration
+
+zk_port=$(free_port)
+echo "==> starting ZooKeeper on 127.0.0.1:$zk_port"
+start_zookeeper "$work/zk" "$zk_port"
+pids+=("$ZK_PID")
+
+for id in 0 1; do
+  target/release/metaq-broker --id "$id" --listen 127.0.0.1:0 --zk "127.0.0.1:$zk_port" \
+    --data-dir "$work/broker$id" --topic demo:3 --topic "audit:1" --shutdown-grace-ms 0 \
+    >"$work/broker$id.out" 2>"$work/broker$id.log" &
+  pids+=("$!")
+done
+for id in 0 1; do
+  for _ in $(seq 1 100); do grep -q '^ready' "$work/broker$id.out" && break; sleep 0.1; done
+  grep '^ready' "$work/broker$id.out" || { cat "$work/broker$id.log"; exit 1; }
+done
+
+echo "==> registration under /meta"
+target/release/examples/show_registration "127.0.0.1:$zk_port" /meta
+echo "==> stopping"

@@ -1,0 +1,393 @@
+//! Registration in ZooKeeper exactly as a Java MetaQ 1.4 master does it
+//! (reference 1.3), kept alive across session expiry.
+//!
+//! One task owns the ZooKeeper client. The broker talks to it through a
+//! channel; the task also watches the session and, when it expires, opens a
+//! new one and registers everything again (ephemeral nodes died with the old
+//! session).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, timeout, Instant};
+use tracing::{info, warn};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionInfo, SessionState};
+
+use super::{BrokerConfig, BrokerError};
+use crate::discovery::{BrokerUri, TopicBroker, ZkPaths};
+
+/// Handle to the registration task.
+#[derive(Debug, Clone)]
+pub(crate) struct Registry {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+type Done = oneshot::Sender<Result<(), BrokerError>>;
+
+enum Command {
+    /// Register a topic first accepted through a wildcard.
+    AddTopic { topic: String, partitions: u32 },
+    /// Remove every node (fault injection).
+    Unregister(Done),
+    /// Register again, under a new address if given.
+    Register(Option<BrokerUri>, Done),
+    /// Report the current session (tests force its expiry).
+    Session(oneshot::Sender<SessionInfo>),
+    /// Remove every node and close the session.
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl Registry {
+    /// Connects, registers, and spawns the task that keeps it so.
+    pub(crate) async fn start(
+        config: Arc<BrokerConfig>,
+        uri: BrokerUri,
+    ) -> Result<Registry, BrokerError> {
+        let topics = config
+            .topics
+            .iter()
+            .filter(|t| !t.is_pattern())
+            .map(|t| (t.name.clone(), t.partitions))
+            .collect();
+        let client = connect(&config).await?;
+        let mut registrar = Registrar {
+            paths: ZkPaths::new(&config.root),
+            config,
+            uri,
+            topics,
+            client,
+            registered: false,
+        };
+        registrar.register_all().await?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(registrar.run(rx));
+        Ok(Registry { commands })
+    }
+
+    pub(crate) fn add_topic(&self, topic: &str, partitions: u32) {
+        let _ = self.commands.send(Command::AddTopic {
+            topic: topic.to_owned(),
+            partitions,
+        });
+    }
+
+    async fn call(&self, make: impl FnOnce(Done) -> Command) -> Result<(), BrokerError> {
+        let (done, rx) = oneshot::channel();
+        self.commands
+            .send(make(done))
+            .map_err(|_| BrokerError::Stopped)?;
+        rx.await.map_err(|_| BrokerError::Stopped)?
+    }
+
+    pub(crate) async fn unregister(&self) -> Result<(), BrokerError> {
+        self.call(Command::Unregister).await
+    }
+
+    pub(crate) async fn register(&self, uri: Option<BrokerUri>) -> Result<(), BrokerError> {
+        self.call(|done| Command::Register(uri, done)).await
+    }
+
+    pub(crate) async fn session(&self) -> Result<SessionInfo, BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Session(tx))
+            .map_err(|_| BrokerError::Stopped)?;
+        rx.await.map_err(|_| BrokerError::Stopped)
+    }
+
+    /// Unregisters and closes the session; returns when done (or the task is gone).
+    pub(crate) async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn connect(config: &BrokerConfig) -> Result<Client, BrokerError> {
+    let attempt = Client::connector()
+        .with_session_timeout(config.zk_session_timeout)
+        .connect(&config.zk_connect);
+    // The connector retries on its own; bound the whole attempt.
+    match timeout(config.zk_session_timeout + Duration::from_secs(5), attempt).await {
+        Ok(result) => result.map_err(|e| BrokerError::zk("connect", &config.zk_connect, e)),
+        Err(_) => Err(BrokerError::zk(
+            "connect",
+            &config.zk_connect,
+            ZkError::Timeout,
+        )),
+    }
+}
+
+struct Registrar {
+    config: Arc<BrokerConfig>,
+    paths: ZkPaths,
+    uri: BrokerUri,
+    /// Concrete topics to register, with their partition counts.
+    topics: BTreeMap<String, u32>,
+    client: Client,
+    /// False after a fault-injected unregister, so expiry does not re-register.
+    registered: bool,
+}
+
+impl Registrar {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut state = self.client.state_watcher();
+        loop {
+            tokio::select! {
+                changed = state.changed() => match changed {
+                    SessionState::Expired => {
+                        warn!(broker = self.config.id, "zookeeper session expired; opening a new one");
+                        if !self.renew_session(&mut commands).await {
+                            return;
+                        }
+                        state = self.client.state_watcher();
+                    }
+                    SessionState::Closed | SessionState::AuthFailed => {
+                        warn!(broker = self.config.id, ?changed, "zookeeper session ended");
+                        if !self.renew_session(&mut commands).await {
+                            return;
+                        }
+                        state = self.client.state_watcher();
+                    }
+                    other => info!(broker = self.config.id, state = ?other, "zookeeper session state"),
+                },
+                command = commands.recv() => match command {
+                    None => {
+                        self.unregister_all().await;
+                        return;
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.unregister_all().await;
+                        drop(self.client);
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.handle(command).await,
+                },
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::AddTopic { topic, partitions } => {
+                if self.topics.insert(topic.clone(), partitions).is_none() && self.registered {
+                    if let Err(e) = self.register_topic(&topic, partitions).await {
+                        warn!(broker = self.config.id, %topic, error = %e, "topic registration failed");
+                    }
+                }
+            }
+            Command::Unregister(done) => {
+                self.unregister_all().await;
+                let _ = done.send(Ok(()));
+            }
+            Command::Register(uri, done) => {
+                if let Some(uri) = uri {
+                    if self.registered {
+                        self.unregister_all().await;
+                    }
+                    self.uri = uri;
+                }
+                let _ = done.send(self.register_all().await);
+            }
+            Command::Session(reply) => {
+                let _ = reply.send(self.client.session().clone());
+            }
+            Command::Shutdown(_) => unreachable!("handled by run"),
+        }
+    }
+
+    /// Opens a new session and registers again. Returns false if the broker
+    /// shut down meanwhile.
+    async fn renew_session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match connect(&self.config).await {
+                Ok(client) => {
+                    self.client = client;
+                    if !self.registered {
+                        return true;
+                    }
+                    match self.register_all().await {
+                        Ok(()) => {
+                            info!(
+                                broker = self.config.id,
+                                "registered again after session loss"
+                            );
+                            return true;
+                        }
+                        Err(e) => {
+                            warn!(broker = self.config.id, error = %e, "re-registration failed")
+                        }
+                    }
+                }
+                Err(e) => warn!(broker = self.config.id, error = %e, "zookeeper reconnect failed"),
+            }
+            // Let a shutdown through while ZooKeeper is away.
+            tokio::select! {
+                _ = sleep(backoff) => {}
+                command = commands.recv() => match command {
+                    None => return false,
+                    Some(Command::Shutdown(done)) => {
+                        let _ = done.send(());
+                        return false;
+                    }
+                    Some(Command::AddTopic { topic, partitions }) => {
+                        self.topics.insert(topic, partitions);
+                    }
+                    Some(Command::Session(reply)) => {
+                        let _ = reply.send(self.client.session().clone());
+                    }
+                    Some(Command::Unregister(done) | Command::Register(_, done)) => {
+                        let _ = done.send(Err(BrokerError::zk("reconnect", &self.config.zk_connect, ZkError::ConnectionLoss)));
+                    }
+                },
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn register_all(&mut self) -> Result<(), BrokerError> {
+        let id = self.config.id;
+        let uri = self.uri.to_string();
+        self.create_master(&uri).await?;
+        let broker_path = self.paths.broker(id);
+        self.client
+            .set_data(&broker_path, uri.as_bytes(), None)
+            .await
+            .map_err(|e| BrokerError::zk("set", &broker_path, e))?;
+        // The broker has no ini file; MetaQ writes 0 in that case.
+        self.replace_ephemeral(&self.paths.broker_config_checksum(id), b"0")
+            .await?;
+        for (topic, partitions) in self.topics.clone() {
+            self.register_topic(&topic, partitions).await?;
+        }
+        self.registered = true;
+        info!(broker = id, %uri, topics = self.topics.len(), root = self.paths.root(), "registered in zookeeper");
+        Ok(())
+    }
+
+    /// Creates the master node, waiting out a previous session of this broker
+    /// id whose node has not expired yet (the Java broker just fails).
+    async fn create_master(&self, uri: &str) -> Result<(), BrokerError> {
+        let path = self.paths.broker_master(self.config.id);
+        let deadline = Instant::now() + self.config.zk_session_timeout + Duration::from_secs(5);
+        loop {
+            match create_ephemeral(&self.client, &path, uri.as_bytes()).await {
+                Ok(()) => return Ok(()),
+                Err(ZkError::NodeExists) => {}
+                Err(e) => return Err(BrokerError::zk("create", &path, e)),
+            }
+            match self.client.get_data(&path).await {
+                Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => {
+                    return self
+                        .client
+                        .set_data(&path, uri.as_bytes(), None)
+                        .await
+                        .map(drop)
+                        .map_err(|e| BrokerError::zk("set", &path, e));
+                }
+                Ok(_) | Err(ZkError::NoNode) => {}
+                Err(e) => return Err(BrokerError::zk("get", &path, e)),
+            }
+            if Instant::now() >= deadline {
+                return Err(BrokerError::IdTaken {
+                    id: self.config.id,
+                    path,
+                });
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn register_topic(&self, topic: &str, partitions: u32) -> Result<(), BrokerError> {
+        let id = self.config.id;
+        let json = TopicBroker::master(id, partitions).to_json();
+        self.replace_ephemeral(
+            &self.paths.topic_legacy_broker(topic, id),
+            partitions.to_string().as_bytes(),
+        )
+        .await?;
+        self.replace_ephemeral(&self.paths.topic_pub_broker(topic, id), json.as_bytes())
+            .await?;
+        self.replace_ephemeral(&self.paths.topic_sub_broker(topic, id), json.as_bytes())
+            .await?;
+        info!(broker = id, topic, partitions, "topic registered");
+        Ok(())
+    }
+
+    /// Creates an ephemeral node, replacing one left by an earlier session.
+    async fn replace_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), BrokerError> {
+        for _ in 0..5 {
+            match create_ephemeral(&self.client, path, data).await {
+                Ok(()) => return Ok(()),
+                Err(ZkError::NodeExists) => match self.client.delete(path, None).await {
+                    Ok(()) | Err(ZkError::NoNode) => {}
+                    Err(e) => return Err(BrokerError::zk("delete", path, e)),
+                },
+                Err(e) => return Err(BrokerError::zk("create", path, e)),
+            }
+        }
+        Err(BrokerError::zk("create", path, ZkError::NodeExists))
+    }
+
+    /// Deletes every node in MetaQ's shutdown order; failures are logged.
+    async fn unregister_all(&mut self) {
+        if !self.registered {
+            return;
+        }
+        self.registered = false;
+        let id = self.config.id;
+        self.delete(&self.paths.broker_master(id)).await;
+        self.delete(&self.paths.broker_config_checksum(id)).await;
+        let broker_path = self.paths.broker(id);
+        match self.client.delete(&broker_path, None).await {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            // Children (slaves) remain: MetaQ empties the data instead.
+            Err(ZkError::NotEmpty) => {
+                let _ = self.client.set_data(&broker_path, b"", None).await;
+            }
+            Err(e) => warn!(broker = id, path = %broker_path, error = %e, "delete failed"),
+        }
+        for topic in self.topics.keys() {
+            self.delete(&self.paths.topic_legacy_broker(topic, id))
+                .await;
+            self.delete(&self.paths.topic_pub_broker(topic, id)).await;
+            self.delete(&self.paths.topic_sub_broker(topic, id)).await;
+        }
+        info!(broker = id, "unregistered from zookeeper");
+    }
+
+    async fn delete(&self, path: &str) {
+        match self.client.delete(path, None).await {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(e) => warn!(broker = self.config.id, path, error = %e, "delete failed"),
+        }
+    }
+}
+
+/// Creates `path` as an ephemeral node, its missing ancestors as persistent
+/// nodes with no data (ZkClient's "create parents").
+async fn create_ephemeral(client: &Client, path: &str, data: &[u8]) -> Result<(), ZkError> {
+    if let Some((parent, _)) = path.rsplit_once('/') {
+        if !parent.is_empty() {
+            client
+                .mkdir(
+                    parent,
+                    &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+                )
+                .await?;
+        }
+    }
+    client
+        .create(
+            path,
+            data,
+            &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .map(drop)
+}

@@ -1,0 +1,204 @@
+//! Paths and node data of the MetaQ ZooKeeper layout (reference section 1).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The default root, `/meta`.
+pub const DEFAULT_ROOT: &str = "/meta";
+
+/// Normalises a root as MetaQ does: a missing leading `/` is added and one
+/// trailing `/` is removed, so `meta`, `/meta` and `/meta/` are all `/meta`.
+///
+/// ```
+/// use metaq::discovery::normalize_root;
+/// assert_eq!(normalize_root("meta"), "/meta");
+/// assert_eq!(normalize_root("/meta/"), "/meta");
+/// assert_eq!(normalize_root("/a/b"), "/a/b");
+/// ```
+pub fn normalize_root(root: &str) -> String {
+    let mut root = if root.starts_with('/') {
+        root.to_owned()
+    } else {
+        format!("/{root}")
+    };
+    if root.ends_with('/') {
+        root.pop();
+    }
+    root
+}
+
+/// Every path of the layout, derived from one root.
+///
+/// ```
+/// use metaq::discovery::ZkPaths;
+/// let paths = ZkPaths::new("/meta");
+/// assert_eq!(paths.broker_master(0), "/meta/brokers/ids/0/master");
+/// assert_eq!(paths.topic_pub_broker("test", 0), "/meta/brokers/topics-pub/test/0-m");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkPaths {
+    root: String,
+}
+
+impl ZkPaths {
+    /// Paths under `root`, normalised with [`normalize_root`].
+    pub fn new(root: &str) -> Self {
+        Self {
+            root: normalize_root(root),
+        }
+    }
+
+    /// The normalised root.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// `<root>/brokers/ids`
+    pub fn broker_ids(&self) -> String {
+        format!("{}/brokers/ids", self.root)
+    }
+
+    /// `<root>/brokers/ids/<id>`: persistent, data = broker URI (legacy readers).
+    pub fn broker(&self, id: u32) -> String {
+        format!("{}/brokers/ids/{id}", self.root)
+    }
+
+    /// `<root>/brokers/ids/<id>/master`: ephemeral, data = broker URI.
+    pub fn broker_master(&self, id: u32) -> String {
+        format!("{}/brokers/ids/{id}/master", self.root)
+    }
+
+    /// `<root>/brokers/ids/<id>/master_config_checksum`: ephemeral.
+    pub fn broker_config_checksum(&self, id: u32) -> String {
+        format!("{}/brokers/ids/{id}/master_config_checksum", self.root)
+    }
+
+    /// `<root>/brokers/topics/<topic>`: the legacy topic node.
+    pub fn topic_legacy(&self, topic: &str) -> String {
+        format!("{}/brokers/topics/{topic}", self.root)
+    }
+
+    /// `<root>/brokers/topics-pub/<topic>`: what producers watch.
+    pub fn topic_pub(&self, topic: &str) -> String {
+        format!("{}/brokers/topics-pub/{topic}", self.root)
+    }
+
+    /// `<root>/brokers/topics-sub/<topic>`
+    pub fn topic_sub(&self, topic: &str) -> String {
+        format!("{}/brokers/topics-sub/{topic}", self.root)
+    }
+
+    /// `<root>/brokers/topics/<topic>/<id>-m`: data = partition count as text.
+    pub fn topic_legacy_broker(&self, topic: &str, id: u32) -> String {
+        format!("{}/{id}-m", self.topic_legacy(topic))
+    }
+
+    /// `<root>/brokers/topics-pub/<topic>/<id>-m`: data = [`TopicBroker`] JSON.
+    pub fn topic_pub_broker(&self, topic: &str, id: u32) -> String {
+        format!("{}/{id}-m", self.topic_pub(topic))
+    }
+
+    /// `<root>/brokers/topics-sub/<topic>/<id>-m`: data = [`TopicBroker`] JSON.
+    pub fn topic_sub_broker(&self, topic: &str, id: u32) -> String {
+        format!("{}/{id}-m", self.topic_sub(topic))
+    }
+}
+
+/// Data of a `topics-pub` / `topics-sub` child: exactly the two keys the Java
+/// reader accepts.
+///
+/// ```
+/// use metaq::discovery::TopicBroker;
+/// let tb = TopicBroker::master(0, 4);
+/// assert_eq!(tb.to_json(), r#"{"numParts":4,"broker":"0-m"}"#);
+/// let back: TopicBroker = serde_json::from_str(r#"{"broker":"0-m","numParts":4}"#).unwrap();
+/// assert_eq!(back, tb);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicBroker {
+    /// Partitions of the topic on this broker.
+    #[serde(rename = "numParts")]
+    pub num_parts: i64,
+    /// The child node's own name, `<id>-m` for a master.
+    pub broker: String,
+}
+
+impl TopicBroker {
+    /// The entry of master broker `id` with `num_parts` partitions.
+    pub fn master(id: u32, num_parts: u32) -> Self {
+        Self {
+            num_parts: num_parts.into(),
+            broker: format!("{id}-m"),
+        }
+    }
+
+    /// Compact JSON, key order `numParts`, `broker` (as Jackson writes it).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("two plain fields always serialise")
+    }
+}
+
+/// A broker address, `meta://host:port`.
+///
+/// Parsing drops anything after the port (as the Java `Broker` class does).
+///
+/// ```
+/// use metaq::discovery::BrokerUri;
+/// let uri: BrokerUri = "meta://10.0.0.5:8123?slaveId=1".parse().unwrap();
+/// assert_eq!(uri.to_string(), "meta://10.0.0.5:8123");
+/// assert_eq!(uri.port, 8123);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BrokerUri {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl BrokerUri {
+    /// `host:port` for connecting (`[v6]:port` for IPv6).
+    pub fn socket_addr_text(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for BrokerUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "meta://{}", self.socket_addr_text())
+    }
+}
+
+/// Why a broker address could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid broker address {0:?}: expected meta://host:port")]
+pub struct InvalidBrokerUri(pub String);
+
+impl FromStr for BrokerUri {
+    type Err = InvalidBrokerUri;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidBrokerUri(text.chars().take(120).collect());
+        let rest = text.trim().strip_prefix("meta://").ok_or_else(bad)?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            (host, after.strip_prefix(':').ok_or_else(bad)?)
+        } else {
+            authority.rsplit_once(':').ok_or_else(bad)?
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port: port.parse().map_err(|_| bad())?,
+        })
+    }
+}
