@@ -33,6 +33,7 @@
 //! }
 //! ```
 
+mod broker;
 mod error;
 mod expire;
 mod install;
@@ -40,6 +41,9 @@ mod process;
 mod root;
 mod zookeeper;
 
+pub use broker::{
+    test_broker_config, BrokerProcess, RawClient, TestBroker, TEST_BROKER_SESSION_TIMEOUT,
+};
 pub use error::TestkitError;
 pub use root::unique_root;
 pub use zookeeper::{ZkServer, CLIENT_SESSION_TIMEOUT, TEST_ZK_ENV};
