@@ -11,7 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod discovery;
+mod error;
 pub mod protocol;
+
+pub use discovery::{BrokerUri, Partition};
+pub use error::{Attempt, Attempts, Delivery, Error, Result};
 
 #[cfg(feature = "broker")]
 pub mod broker;

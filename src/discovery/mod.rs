@@ -1,8 +1,12 @@
-//! ZooKeeper side of MetaQ: the node layout shared by brokers and producers.
+//! ZooKeeper side of MetaQ: the node layout shared by brokers and producers,
+//! and the route snapshots a producer sends by.
 //!
 //! [`ZkPaths`] derives every path from a normalised root; [`TopicBroker`] is the
-//! JSON a master broker writes under `topics-pub` and `topics-sub`.
+//! JSON a master broker writes under `topics-pub` and `topics-sub`;
+//! [`TopicRoute`] is one topic's brokers and partitions.
 
 mod layout;
+mod route;
 
 pub use layout::{normalize_root, BrokerUri, InvalidBrokerUri, TopicBroker, ZkPaths, DEFAULT_ROOT};
+pub use route::{InvalidPartition, Partition, RouteSource, TopicRoute};

@@ -1,0 +1,96 @@
+//! What discovery produces: the brokers and partitions of one topic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use super::BrokerUri;
+
+/// A partition, named `<brokerId>-<index>` as MetaQ does (`0-3`).
+///
+/// Ordered by broker id, then index, numerically.
+///
+/// ```
+/// use metaq::discovery::Partition;
+/// let p: Partition = "1-3".parse().unwrap();
+/// assert_eq!(p, Partition::new(1, 3));
+/// assert_eq!(p.to_string(), "1-3");
+/// assert!(Partition::new(2, 0) > Partition::new(1, 10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    /// The broker holding it.
+    pub broker_id: u32,
+    /// Its index on that broker (the number sent in `put`).
+    pub index: u32,
+}
+
+impl Partition {
+    /// Partition `index` of broker `broker_id`.
+    pub const fn new(broker_id: u32, index: u32) -> Self {
+        Self { broker_id, index }
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.broker_id, self.index)
+    }
+}
+
+/// Why a partition name could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid partition {0:?}: expected <brokerId>-<index>")]
+pub struct InvalidPartition(pub String);
+
+impl FromStr for Partition {
+    type Err = InvalidPartition;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidPartition(text.chars().take(60).collect());
+        let (broker, index) = text.split_once('-').ok_or_else(bad)?;
+        Ok(Self {
+            broker_id: broker.parse().map_err(|_| bad())?,
+            index: index.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Where a route was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RouteSource {
+    /// `<root>/brokers/topics-pub/<topic>` (MetaQ 1.4.3 and later).
+    #[default]
+    TopicsPub,
+    /// `<root>/brokers/topics/<topic>`, the legacy layout (plain partition counts).
+    Legacy,
+}
+
+/// An immutable snapshot of one topic's master brokers and partitions.
+///
+/// Only brokers with a `master` node are listed; partitions of a broker
+/// without one are dropped. Partitions are sorted by broker id, then index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicRoute {
+    /// The topic.
+    pub topic: String,
+    /// Broker id → address.
+    pub brokers: BTreeMap<u32, BrokerUri>,
+    /// Every partition, sorted.
+    pub partitions: Vec<Partition>,
+    /// Which layout it came from.
+    pub source: RouteSource,
+}
+
+impl TopicRoute {
+    /// Whether no broker serves the topic.
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    /// The address of a partition's broker.
+    pub fn broker_of(&self, partition: Partition) -> Option<&BrokerUri> {
+        self.brokers.get(&partition.broker_id)
+    }
+}

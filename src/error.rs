@@ -1,0 +1,258 @@
+//! The one public error type.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::discovery::{BrokerUri, Partition};
+use crate::protocol::ProtocolError;
+
+/// What a failed send means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Nothing reached a broker: safe to send again.
+    NotSent,
+    /// The request was written but no answer came (timeout, connection lost):
+    /// the broker may have stored the message.
+    MaybeSent,
+    /// The broker answered with an error code: it did not store the message.
+    Rejected,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Delivery::NotSent => "not_sent",
+            Delivery::MaybeSent => "maybe_sent",
+            Delivery::Rejected => "rejected",
+        })
+    }
+}
+
+/// One try of a send, as listed in the final error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The broker tried.
+    pub broker: BrokerUri,
+    /// The partition tried.
+    pub partition: Partition,
+    /// Time from the start of the send to the end of this try.
+    pub elapsed: Duration,
+    /// What happened to the message on this try.
+    pub delivery: Delivery,
+    /// Why it failed.
+    pub cause: String,
+}
+
+/// The tries of a send, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempts(pub Vec<Attempt>);
+
+impl fmt::Display for Attempts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} attempt(s)", self.0.len())?;
+        for (i, a) in self.0.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            write!(
+                f,
+                "{sep}#{} {} partition {} after {:?}: {} ({})",
+                i + 1,
+                a.broker,
+                a.partition,
+                a.elapsed,
+                a.cause,
+                a.delivery
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong, with its context in fields.
+///
+/// Every failed send is one of three cases, told by [`Error::delivery`]:
+/// [`Delivery::NotSent`] (safe to retry), [`Delivery::MaybeSent`] (the broker
+/// may have stored it), [`Delivery::Rejected`] (the broker answered an error).
+/// The send variants carry every attempt made, oldest first.
+///
+/// ```
+/// use metaq::{Delivery, Error};
+/// let e = Error::InvalidMessage { topic: "a b".into(), reason: "contains a space".into() };
+/// assert_eq!(e.delivery(), Some(Delivery::NotSent));
+/// assert!(!e.is_retriable());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The message cannot be written (bad topic, attribute, …). Not sent.
+    #[error("invalid message for topic {topic:?}: {reason}")]
+    InvalidMessage {
+        /// The message's topic.
+        topic: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The body is over the producer's maximum message size. Not sent.
+    #[error("message for topic {topic:?} is {size} bytes, over the {max}-byte limit")]
+    MessageTooLarge {
+        /// The message's topic.
+        topic: String,
+        /// Body size (attribute block included).
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// No partition could take the message (no broker serves the topic yet,
+    /// or none of its partitions is usable). Not sent.
+    #[error("no partition available for topic {topic:?}: {reason}")]
+    NoPartition {
+        /// The message's topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker's connection was not usable; nothing was written. Not sent.
+    #[error("not sent to {broker} (topic {topic:?}, partition {partition}): {cause}; {attempts}")]
+    NotSent {
+        /// The message's topic.
+        topic: String,
+        /// The partition of the last attempt.
+        partition: Partition,
+        /// The broker of the last attempt.
+        broker: BrokerUri,
+        /// Why.
+        cause: String,
+        /// Every attempt.
+        attempts: Attempts,
+    },
+    /// No answer within the send timeout after the request was written.
+    /// The broker may have stored the message.
+    #[error("no answer from {broker} within {timeout:?} (topic {topic:?}, partition {partition}); the message may have been stored; {attempts}")]
+    Timeout {
+        /// The message's topic.
+        topic: String,
+        /// The partition of the last attempt.
+        partition: Partition,
+        /// The broker of the last attempt.
+        broker: BrokerUri,
+        /// The send timeout.
+        timeout: Duration,
+        /// Every attempt.
+        attempts: Attempts,
+    },
+    /// The connection broke after the request was written. The broker may
+    /// have stored the message.
+    #[error("connection to {broker} lost after writing (topic {topic:?}, partition {partition}): {cause}; the message may have been stored; {attempts}")]
+    ConnectionLost {
+        /// The message's topic.
+        topic: String,
+        /// The partition of the last attempt.
+        partition: Partition,
+        /// The broker of the last attempt.
+        broker: BrokerUri,
+        /// Why.
+        cause: String,
+        /// Every attempt.
+        attempts: Attempts,
+    },
+    /// The broker answered with an error code; it did not store the message.
+    #[error("{broker} rejected the message (topic {topic:?}, partition {partition}) with {code}: {message}; {attempts}")]
+    Rejected {
+        /// The message's topic.
+        topic: String,
+        /// The partition of the last attempt.
+        partition: Partition,
+        /// The broker of the last attempt.
+        broker: BrokerUri,
+        /// The status code (403, 500, …).
+        code: u16,
+        /// The answer's body.
+        message: String,
+        /// Every attempt.
+        attempts: Attempts,
+    },
+    /// A ZooKeeper operation failed.
+    #[error("zookeeper {operation} {path:?} failed: {source}")]
+    ZooKeeper {
+        /// What was being done.
+        operation: &'static str,
+        /// The node, or the connect string.
+        path: String,
+        /// The client's error.
+        source: zookeeper_client::Error,
+    },
+    /// A topic's brokers could not be reached within the bound.
+    #[error("topic {topic:?} is not available after {waited:?}: {reason}")]
+    TopicUnavailable {
+        /// The topic.
+        topic: String,
+        /// How long it waited.
+        waited: Duration,
+        /// Why.
+        reason: String,
+    },
+    /// The configuration is unusable.
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The producer was closed. Not sent.
+    #[error("the producer is closed")]
+    Closed,
+}
+
+impl Error {
+    /// For errors of a send: what became of the message. `None` for errors
+    /// that are not about one message (ZooKeeper, configuration).
+    pub fn delivery(&self) -> Option<Delivery> {
+        match self {
+            Error::InvalidMessage { .. }
+            | Error::MessageTooLarge { .. }
+            | Error::NoPartition { .. }
+            | Error::NotSent { .. }
+            | Error::TopicUnavailable { .. }
+            | Error::Closed => Some(Delivery::NotSent),
+            Error::Timeout { .. } | Error::ConnectionLost { .. } => Some(Delivery::MaybeSent),
+            Error::Rejected { .. } => Some(Delivery::Rejected),
+            Error::ZooKeeper { .. } | Error::Config { .. } => None,
+        }
+    }
+
+    /// Whether sending again may succeed: true for connection trouble,
+    /// timeouts, missing partitions and broker-side failures (5xx); false for
+    /// invalid messages, a closed producer and configuration errors.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::NotSent { .. }
+            | Error::Timeout { .. }
+            | Error::ConnectionLost { .. }
+            | Error::NoPartition { .. }
+            | Error::TopicUnavailable { .. }
+            | Error::ZooKeeper { .. } => true,
+            Error::Rejected { code, .. } => *code >= 500,
+            _ => false,
+        }
+    }
+
+    /// The attempts of a failed send (empty for other errors).
+    pub fn attempts(&self) -> &[Attempt] {
+        match self {
+            Error::NotSent { attempts, .. }
+            | Error::Timeout { attempts, .. }
+            | Error::ConnectionLost { attempts, .. }
+            | Error::Rejected { attempts, .. } => &attempts.0,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn invalid(topic: &str, error: ProtocolError) -> Self {
+        Error::InvalidMessage {
+            topic: topic.to_owned(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
