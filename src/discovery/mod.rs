@@ -6,7 +6,14 @@
 //! [`TopicRoute`] is one topic's brokers and partitions.
 
 mod layout;
+mod read;
 mod route;
+mod session;
+mod settings;
+mod watcher;
 
 pub use layout::{normalize_root, BrokerUri, InvalidBrokerUri, TopicBroker, ZkPaths, DEFAULT_ROOT};
+pub use read::read_route;
 pub use route::{InvalidPartition, Partition, RouteSource, TopicRoute};
+pub use session::Discovery;
+pub use settings::{ZkSettings, DEFAULT_CONNECT};
