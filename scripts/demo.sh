@@ -17,7 +17,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> building"
-cargo build --quiet --release --bin metaq-broker --example show_registration
+cargo build --quiet --release --bins --example show_registration --example quickstart
 
 zk_port=$(free_port)
 echo "==> starting ZooKeeper on 127.0.0.1:$zk_port"
@@ -37,4 +37,12 @@ done
 
 echo "==> registration under /meta"
 target/release/examples/show_registration "127.0.0.1:$zk_port" /meta
+echo "==> producing through the cluster (examples/quickstart.rs)"
+target/release/examples/quickstart "127.0.0.1:$zk_port" /meta demo
+echo "==> the routes of topic demo, as metaq sees them"
+target/release/metaq routes --zk "127.0.0.1:$zk_port" --topic demo
+echo "==> 1000 more with the CLI"
+target/release/metaq produce --zk "127.0.0.1:$zk_port" --topic demo --count 1000 --size 100
+echo "==> what broker 0 stored (first 3 records)"
+target/release/metaq-broker dump --data-dir "$work/broker0" --topic demo | head -3
 echo "==> stopping"

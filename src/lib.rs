@@ -12,10 +12,15 @@
 
 pub mod discovery;
 mod error;
+mod message;
+mod net;
+pub mod producer;
 pub mod protocol;
 
 pub use discovery::{BrokerUri, Partition};
 pub use error::{Attempt, Attempts, Delivery, Error, Result};
+pub use message::{Message, SendResult};
+pub use producer::{Producer, ProducerBuilder};
 
 #[cfg(feature = "broker")]
 pub mod broker;

@@ -170,7 +170,12 @@ fn dump(args: DumpArgs) -> Result<(), String> {
             line["payload"] = String::from_utf8_lossy(payload).into_owned().into();
         }
         use std::io::Write;
-        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            // The reader went away (`dump | head`): not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
     }
     Ok(())
 }

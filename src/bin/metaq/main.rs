@@ -1,0 +1,65 @@
+//! `metaq`: produce to a MetaQ cluster and look at its routes from a shell.
+//!
+//! ```text
+//! metaq produce --zk 127.0.0.1:2181 --topic test --count 1000 --size 100 --json
+//! metaq routes  --zk 127.0.0.1:2181 --topic test [--json] [--watch]
+//! ```
+
+mod produce;
+mod routes;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "metaq",
+    version,
+    about = "Produce to a MetaQ 1.4 cluster found through ZooKeeper"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send messages and report where each went.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's brokers and partitions as discovered in ZooKeeper.
+    Routes(routes::RoutesArgs),
+}
+
+fn main() -> ExitCode {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("metaq: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Produce(args) => produce::run(args).await,
+            Command::Routes(args) => routes::run(args).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("metaq: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! One socket's lifetime: write queued requests, read answers, heartbeat.
+//!
+//! Reading and writing happen in one `select!` loop with cancel-safe
+//! `write`, so a broker that is busy writing answers is always read from
+//! while requests are still going out (no write/write deadlock).
+//!
+//! Every request remembers the stream position where its frame ends. When
+//! the socket dies, requests whose whole frame was handed to the kernel are
+//! reported as lost after writing (maybe stored); the rest as not written (a
+//! partial frame can never be decoded by the broker).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::connection::{ConnError, ConnectionSettings, Request};
+use super::next_opaque;
+use crate::protocol::{ClientCodec, DecodeLimits, Request as Frame, DEFAULT_MAX_LINE};
+
+/// Stop taking requests while this much is waiting to be written.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Non-200 heartbeat answers in a row before the connection is dropped.
+const HEARTBEAT_FAILURES: u32 = 3;
+
+pub(crate) enum SessionEnd {
+    /// Closed on purpose (or every handle dropped): do not reconnect.
+    Closed,
+    /// The socket or the peer failed: reconnect.
+    Failed(String),
+}
+
+struct InFlight {
+    reply: tokio::sync::oneshot::Sender<Result<crate::protocol::Response, ConnError>>,
+    /// Stream position just past this request's frame.
+    end: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+struct Heartbeat {
+    opaque: i32,
+    deadline: Instant,
+}
+
+pub(crate) async fn run_session(
+    stream: TcpStream,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    settings: &ConnectionSettings,
+    close: &CancellationToken,
+) -> SessionEnd {
+    let (read_half, mut write_half) = stream.into_split();
+    let limits = DecodeLimits {
+        max_line: DEFAULT_MAX_LINE,
+        max_body: settings.max_response_body,
+    };
+    let mut answers = FramedRead::new(read_half, ClientCodec::new(limits));
+    let mut in_flight: HashMap<i32, InFlight> = HashMap::new();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut queued: u64 = 0; // bytes ever put in `out`
+    let mut written: u64 = 0; // bytes ever written to the socket
+    let mut last_traffic = Instant::now();
+    let mut heartbeat: Option<Heartbeat> = None;
+    let mut heartbeat_failures = 0;
+
+    let end = loop {
+        let check_at = match &heartbeat {
+            Some(h) => h.deadline,
+            None => last_traffic + settings.heartbeat_interval,
+        };
+        tokio::select! {
+            biased;
+            _ = close.cancelled() => break SessionEnd::Closed,
+            frame = answers.next() => match frame {
+                Some(Ok(response)) => {
+                    last_traffic = Instant::now();
+                    if heartbeat.as_ref().is_some_and(|h| h.opaque == response.opaque) {
+                        heartbeat = None;
+                        if response.code.is_success() {
+                            heartbeat_failures = 0;
+                        } else {
+                            heartbeat_failures += 1;
+                            if heartbeat_failures >= HEARTBEAT_FAILURES {
+                                break SessionEnd::Failed(format!("{HEARTBEAT_FAILURES} failed heartbeats"));
+                            }
+                        }
+                    } else if let Some(waiter) = in_flight.remove(&response.opaque) {
+                        // The caller may have given up (timeout, dropped future).
+                        let _ = waiter.reply.send(Ok(response));
+                    } else {
+                        break SessionEnd::Failed(format!("answer for unknown opaque {}", response.opaque));
+                    }
+                }
+                Some(Err(e)) => break SessionEnd::Failed(format!("garbled answer: {e}")),
+                None => break SessionEnd::Failed("closed by the broker".into()),
+            },
+            written_now = write_half.write(&out), if !out.is_empty() => match written_now {
+                Ok(0) => break SessionEnd::Failed("socket closed for writing".into()),
+                Ok(n) => {
+                    out.advance(n);
+                    written += n as u64;
+                    last_traffic = Instant::now();
+                }
+                Err(e) => break SessionEnd::Failed(format!("write failed: {e}")),
+            },
+            request = requests.recv(), if out.len() < WRITE_HIGH_WATER => match request {
+                None => break SessionEnd::Closed,
+                Some(request) => {
+                    accept(request, &mut out, &mut queued, &mut in_flight);
+                    // Coalesce whatever else is already queued into one write.
+                    while out.len() < WRITE_HIGH_WATER {
+                        match requests.try_recv() {
+                            Ok(request) => accept(request, &mut out, &mut queued, &mut in_flight),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            },
+            _ = sleep_until(check_at) => {
+                if heartbeat.is_some() {
+                    break SessionEnd::Failed(format!("no heartbeat answer within {:?}", settings.heartbeat_timeout));
+                }
+                let opaque = next_opaque();
+                // `version` never fails to encode.
+                let _ = Frame::Version { opaque }.encode(&mut out);
+                queued = written + out.len() as u64;
+                heartbeat = Some(Heartbeat {
+                    opaque,
+                    deadline: Instant::now() + settings.heartbeat_timeout,
+                });
+                debug!(opaque, "heartbeat");
+            }
+        }
+    };
+
+    if let SessionEnd::Failed(reason) = &end {
+        warn!(%reason, in_flight = in_flight.len(), "connection failed");
+    }
+    let reason = match &end {
+        SessionEnd::Closed => "connection closed".to_owned(),
+        SessionEnd::Failed(reason) => reason.clone(),
+    };
+    for (_, waiter) in in_flight.drain() {
+        let error = if waiter.end <= written {
+            ConnError::Lost(reason.clone())
+        } else {
+            ConnError::NotWritten(reason.clone())
+        };
+        let _ = waiter.reply.send(Err(error));
+    }
+    // A graceful close flushes what is left; a failed socket cannot.
+    if matches!(end, SessionEnd::Closed) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_half.shutdown()).await;
+    }
+    end
+}
+
+fn accept(
+    request: Request,
+    out: &mut BytesMut,
+    queued: &mut u64,
+    in_flight: &mut HashMap<i32, InFlight>,
+) {
+    if request.reply.is_closed() {
+        // The caller gave up before it was written: do not send it at all.
+        return;
+    }
+    out.extend_from_slice(&request.frame);
+    *queued += request.frame.len() as u64;
+    in_flight.insert(
+        request.opaque,
+        InFlight {
+            reply: request.reply,
+            end: *queued,
+            _permit: request.permit,
+        },
+    );
+}

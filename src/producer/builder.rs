@@ -1,0 +1,178 @@
+//! Configuring a [`Producer`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::selector::{PartitionSelector, RoundRobin};
+use super::Producer;
+use crate::discovery::{normalize_root, ZkSettings};
+use crate::error::{Error, Result};
+use crate::protocol::{validate_topic, DEFAULT_MAX_BODY};
+
+/// Settings of a producer, filled by [`ProducerBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct ProducerConfig {
+    pub(crate) zk: ZkSettings,
+    pub(crate) send_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) selector: Arc<dyn PartitionSelector>,
+    pub(crate) retries: u32,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) default_topic: Option<String>,
+    pub(crate) publish_timeout: Duration,
+    pub(crate) avoid_period: Duration,
+}
+
+/// Builds a [`Producer`]. Every setter states its default.
+///
+/// ```no_run
+/// # async fn demo() -> metaq::Result<()> {
+/// use std::time::Duration;
+/// use metaq::Producer;
+/// let producer = Producer::builder("127.0.0.1:2181")
+///     .root("/meta")
+///     .send_timeout(Duration::from_secs(3))
+///     .retries(2)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ProducerBuilder {
+    config: ProducerConfig,
+}
+
+impl ProducerBuilder {
+    /// A builder for the ensemble `zk_connect` (`host:port[,host:port…][/chroot]`).
+    pub fn new(zk_connect: impl Into<String>) -> Self {
+        Self {
+            config: ProducerConfig {
+                zk: ZkSettings::new(zk_connect),
+                send_timeout: Duration::from_secs(3),
+                connect_timeout: Duration::from_secs(10),
+                heartbeat_interval: Duration::from_secs(10),
+                heartbeat_timeout: Duration::from_secs(5),
+                selector: Arc::new(RoundRobin),
+                retries: 2,
+                max_in_flight: 10_000,
+                max_message_size: DEFAULT_MAX_BODY,
+                default_topic: None,
+                publish_timeout: Duration::from_secs(10),
+                avoid_period: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// MetaQ root in ZooKeeper. Default `/meta`; normalised (`meta/` → `/meta`).
+    pub fn root(mut self, root: &str) -> Self {
+        self.config.zk.root = normalize_root(root);
+        self
+    }
+
+    /// ZooKeeper session timeout. Default 30 s.
+    pub fn zk_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.zk.session_timeout = timeout;
+        self
+    }
+
+    /// ZooKeeper digest credentials, `user:password`. Default none.
+    pub fn zk_digest_auth(mut self, user_password: impl Into<String>) -> Self {
+        self.config.zk.digest_auth = Some(user_password.into());
+        self
+    }
+
+    /// How often every topic is listed again even without a ZooKeeper event
+    /// (a safety net). Default 30 s.
+    pub fn relist_interval(mut self, interval: Duration) -> Self {
+        self.config.zk.relist_interval = interval;
+        self
+    }
+
+    /// Time a send may take, retries included. Default 3 s (MetaQ's).
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_timeout = timeout;
+        self
+    }
+
+    /// Bound on opening a TCP connection, on the first ZooKeeper session,
+    /// and on waiting for a new broker's connection. Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self.config.zk.connect_timeout = timeout;
+        self
+    }
+
+    /// Idle time after which a connection sends a `version` heartbeat.
+    /// Default 10 s; the answer must come within 5 s or the connection is
+    /// dropped and reopened.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// How partitions are chosen. Default [`RoundRobin`].
+    pub fn selector(mut self, selector: impl PartitionSelector) -> Self {
+        self.config.selector = Arc::new(selector);
+        self
+    }
+
+    /// Extra attempts for a send without a key that failed as not sent or
+    /// maybe sent, each on another broker when there is one. Default 2.
+    /// Retries make delivery at-least-once: a "maybe sent" message retried
+    /// elsewhere may be stored twice.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.config.retries = retries;
+        self
+    }
+
+    /// Requests awaiting an answer per broker connection before `send`
+    /// waits (backpressure). Default 10 000.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.config.max_in_flight = requests;
+        self
+    }
+
+    /// Largest body (attribute block plus payload) a send accepts. Default 2 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// A topic whose brokers take messages of topics no broker lists yet
+    /// (MetaQ's `setDefaultTopic`; the brokers must accept them, e.g. with a
+    /// wildcard topic). Default none.
+    pub fn default_topic(mut self, topic: impl Into<String>) -> Self {
+        self.config.default_topic = Some(topic.into());
+        self
+    }
+
+    /// How long [`Producer::publish`] waits for a topic's brokers. Default 10 s.
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.config.publish_timeout = timeout;
+        self
+    }
+
+    /// Connects to ZooKeeper (bounded by the connect timeout) and returns
+    /// the producer. Publishes the default topic, if any.
+    pub async fn build(self) -> Result<Producer> {
+        let config = self.config;
+        if config.send_timeout.is_zero()
+            || config.max_in_flight == 0
+            || config.max_message_size == 0
+        {
+            return Err(Error::Config {
+                reason: "send timeout, max in flight and max message size must be positive".into(),
+            });
+        }
+        if let Some(topic) = &config.default_topic {
+            validate_topic(topic).map_err(|e| Error::Config {
+                reason: format!("default topic: {e}"),
+            })?;
+        }
+        Producer::connect(config).await
+    }
+}

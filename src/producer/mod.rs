@@ -1,0 +1,268 @@
+//! The producer: publish topics, send messages, close.
+//!
+//! ```no_run
+//! # async fn demo() -> metaq::Result<()> {
+//! use metaq::{Message, Producer};
+//! let producer = Producer::builder("127.0.0.1:2181").build().await?;
+//! producer.publish("orders").await?;
+//! let sent = producer.send(Message::new("orders", "hello")).await?;
+//! println!("stored in {} at offset {}", sent.partition, sent.offset);
+//! producer.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Delivery
+//!
+//! A send succeeds once the broker answered 200. A send without a key that
+//! fails as *not sent* or *maybe sent* is retried on another broker (up to
+//! [`ProducerBuilder::retries`] times, all within the send timeout), so
+//! delivery is **at least once**: a message whose first answer was lost may
+//! be stored twice. Set `retries(0)` for at most once. Keyed messages are
+//! never moved to another partition.
+//!
+//! # Where this differs from the Java client
+//!
+//! * Discovery diffs broker sets instead of closing and reopening every
+//!   connection on each change, watches broker addresses too, retries a
+//!   failed first lookup instead of caching the failure, and never writes to
+//!   ZooKeeper.
+//! * Sends are retried on another broker (Java makes exactly one attempt).
+//! * Session ids never contain `:` (IPv6 hosts break the Java `TX:` key).
+
+mod builder;
+mod selector;
+mod send;
+mod topics;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug_span, Instrument};
+
+pub use builder::ProducerBuilder;
+pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
+
+use builder::ProducerConfig;
+use topics::{spawn_route_task, RouteTaskSettings, TopicState};
+
+use crate::discovery::{Discovery, Partition};
+use crate::error::{Error, Result};
+use crate::net::{ConnectionPool, ConnectionSettings};
+use crate::protocol::validate_topic;
+use crate::{Message, SendResult};
+
+/// A cheap, cloneable handle to one producer: one ZooKeeper session, one
+/// connection per broker, shared by every clone and every topic.
+///
+/// Background tasks end when [`close`](Self::close) is called or the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct Producer {
+    pub(crate) inner: Arc<ProducerInner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("root", &self.inner.config.zk.root)
+            .field("topics", &self.inner.topics.load().len())
+            .finish()
+    }
+}
+
+pub(crate) struct ProducerInner {
+    pub(crate) config: ProducerConfig,
+    discovery: Discovery,
+    pool: Arc<ConnectionPool>,
+    topics: ArcSwap<HashMap<String, Arc<TopicState>>>,
+    /// Serialises the creation of topic states (not taken by sends).
+    subscribing: Mutex<()>,
+    closed: AtomicBool,
+    sends: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Drop for ProducerInner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.pool.close_all();
+    }
+}
+
+impl Producer {
+    /// A builder for a producer of the ensemble `zk_connect`.
+    pub fn builder(zk_connect: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder::new(zk_connect)
+    }
+
+    pub(crate) async fn connect(config: ProducerConfig) -> Result<Producer> {
+        let discovery = Discovery::connect(config.zk.clone()).await?;
+        let pool = Arc::new(ConnectionPool::new(ConnectionSettings {
+            connect_timeout: config.connect_timeout,
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_timeout,
+            max_in_flight: config.max_in_flight,
+            max_response_body: crate::protocol::DEFAULT_MAX_BODY,
+        }));
+        let producer = Producer {
+            inner: Arc::new(ProducerInner {
+                config,
+                discovery,
+                pool,
+                topics: ArcSwap::default(),
+                subscribing: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                sends: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        };
+        if let Some(topic) = producer.inner.config.default_topic.clone() {
+            producer.inner.ensure_topic(&topic).await?;
+        }
+        Ok(producer)
+    }
+
+    /// Subscribes to `topic` and returns once its brokers are connected, or
+    /// with [`Error::TopicUnavailable`] after the publish timeout (the topic
+    /// stays watched: a send succeeds as soon as a broker appears).
+    /// Idempotent. [`send`](Self::send) publishes by itself; calling this
+    /// first moves the wait out of the first send.
+    pub async fn publish(&self, topic: &str) -> Result<()> {
+        self.inner.check_open()?;
+        validate_topic(topic).map_err(|e| Error::invalid(topic, e))?;
+        let wait = self.inner.config.publish_timeout;
+        let state = self.inner.ensure_topic(topic).await?;
+        if state.wait_non_empty(wait).await {
+            Ok(())
+        } else {
+            Err(Error::TopicUnavailable {
+                topic: topic.to_owned(),
+                waited: wait,
+                reason: "no broker serves it yet; still watching ZooKeeper".into(),
+            })
+        }
+    }
+
+    /// Sends one message and resolves with where it was stored.
+    ///
+    /// The request is queued when `send` is called (for a published topic
+    /// with room on its connection), so messages to one partition leave in
+    /// call order, and awaiting the futures later is fine. Dropping the
+    /// future gives up on the answer; a request not yet written is then not
+    /// written at all.
+    pub fn send(
+        &self,
+        message: Message,
+    ) -> impl Future<Output = Result<SendResult>> + Send + 'static {
+        let span = debug_span!("send", topic = %message.topic());
+        let token = self.inner.sends.token();
+        let early = self
+            .inner
+            .check_open()
+            .and_then(|()| message.validate(self.inner.config.max_message_size));
+        let first = match &early {
+            Ok(()) => Some(self.inner.try_queue(&message, &[])),
+            Err(_) => None,
+        };
+        let producer = self.clone();
+        async move {
+            let _in_flight = token;
+            early?;
+            let first = first.expect("queued when the message was valid");
+            send::drive(producer, message, first).await
+        }
+        .instrument(span)
+    }
+
+    /// The partitions a topic has right now (empty if unknown or unserved).
+    pub fn partitions(&self, topic: &str) -> Vec<Partition> {
+        self.inner
+            .topic(topic)
+            .map(|t| t.route.load().partitions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops new sends, waits for those in flight (at most the send timeout
+    /// plus one second), then closes every connection and the ZooKeeper
+    /// session. Idempotent.
+    pub async fn close(&self) {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        inner.sends.close();
+        let bound = inner.config.send_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(bound, inner.sends.wait()).await;
+        inner.stop.cancel();
+        inner.pool.close_all();
+        inner.discovery.close().await;
+    }
+}
+
+impl ProducerInner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.topics.load().get(name).cloned()
+    }
+
+    pub(crate) fn default_topic_state(&self) -> Option<Arc<TopicState>> {
+        self.config
+            .default_topic
+            .as_deref()
+            .and_then(|t| self.topic(t))
+    }
+
+    /// The topic's state, subscribing to it first if needed.
+    fn subscribe(&self, name: &str) -> Arc<TopicState> {
+        if let Some(state) = self.topic(name) {
+            return state;
+        }
+        let _guard = self.subscribing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = self.topic(name) {
+            return state;
+        }
+        let state = Arc::new(TopicState::new(name));
+        spawn_route_task(
+            Arc::clone(&state),
+            self.discovery.watch(name),
+            Arc::clone(&self.pool),
+            RouteTaskSettings {
+                connect_wait: self.config.connect_timeout,
+                close_delay: self.config.send_timeout,
+            },
+            self.stop.child_token(),
+        );
+        self.topics.rcu(|topics| {
+            let mut topics = HashMap::clone(topics);
+            topics.insert(name.to_owned(), Arc::clone(&state));
+            topics
+        });
+        state
+    }
+
+    /// Subscribes if needed and waits for discovery's first answer.
+    pub(crate) async fn ensure_topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        let state = self.subscribe(name);
+        let wait = self.config.publish_timeout;
+        if state.wait_first_route(wait).await {
+            Ok(state)
+        } else {
+            Err(Error::TopicUnavailable {
+                topic: name.to_owned(),
+                waited: wait,
+                reason: "no listing from ZooKeeper yet".into(),
+            })
+        }
+    }
+}

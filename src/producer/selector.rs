@@ -1,0 +1,230 @@
+//! Choosing a partition for a message (reference 2.3).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::discovery::Partition;
+use crate::Message;
+
+/// What a selector sees for one message.
+pub struct Selection<'a> {
+    /// The message's topic.
+    pub topic: &'a str,
+    /// Every partition of the topic, sorted by broker id then index.
+    pub partitions: &'a [Partition],
+    /// The message.
+    pub message: &'a Message,
+    /// A counter per topic that selectors may use (round-robin does).
+    pub sequence: &'a AtomicU64,
+    usable: &'a (dyn Fn(Partition) -> bool + Sync),
+}
+
+impl<'a> Selection<'a> {
+    pub(crate) fn new(
+        topic: &'a str,
+        partitions: &'a [Partition],
+        message: &'a Message,
+        sequence: &'a AtomicU64,
+        usable: &'a (dyn Fn(Partition) -> bool + Sync),
+    ) -> Self {
+        Self {
+            topic,
+            partitions,
+            message,
+            sequence,
+            usable,
+        }
+    }
+
+    /// Whether the partition's broker is fit to take a message now: its
+    /// connection is up, it has not just failed, and this send has not
+    /// already tried it. Selectors that may move messages should skip
+    /// partitions that are not usable.
+    pub fn is_usable(&self, partition: Partition) -> bool {
+        (self.usable)(partition)
+    }
+}
+
+impl fmt::Debug for Selection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Selection")
+            .field("topic", &self.topic)
+            .field("partitions", &self.partitions.len())
+            .finish()
+    }
+}
+
+/// Chooses the partition of each message. Implement it for custom routing.
+///
+/// ```
+/// use metaq::producer::{PartitionSelector, Selection};
+/// use metaq::Partition;
+///
+/// /// Everything to the first partition.
+/// #[derive(Debug)]
+/// struct First;
+/// impl PartitionSelector for First {
+///     fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+///         s.partitions.first().copied()
+///     }
+/// }
+/// ```
+pub trait PartitionSelector: Send + Sync + fmt::Debug + 'static {
+    /// One of `selection.partitions`, or `None` if none fits.
+    fn select(&self, selection: &Selection<'_>) -> Option<Partition>;
+}
+
+/// The default: each topic's counter walks the sorted partition list, so
+/// after `N × partitions` sends every partition has had exactly `N` (while
+/// all are usable). As in MetaQ the counter is incremented before use, so the
+/// first message goes to index `1 % len`. Unusable partitions are skipped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RoundRobin;
+
+impl PartitionSelector for RoundRobin {
+    fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+        let n = s.partitions.len();
+        if n == 0 {
+            return None;
+        }
+        let start =
+            (s.sequence.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % n as u64) as usize;
+        (0..n)
+            .map(|step| s.partitions[(start + step) % n])
+            .find(|p| s.is_usable(*p))
+            .or(Some(s.partitions[start]))
+    }
+}
+
+/// A uniformly random usable partition.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Random;
+
+impl PartitionSelector for Random {
+    fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+        let usable: Vec<Partition> = s
+            .partitions
+            .iter()
+            .copied()
+            .filter(|p| s.is_usable(*p))
+            .collect();
+        let pool = if usable.is_empty() {
+            s.partitions
+        } else {
+            &usable
+        };
+        (!pool.is_empty()).then(|| pool[fastrand::usize(..pool.len())])
+    }
+}
+
+/// Same key, same partition, while the topic's partition set is unchanged:
+/// `partitions[fnv1a_32(key) % len]` over the sorted list, so every producer
+/// (in any language using the same hash) maps a key the same way. The hash
+/// is 32-bit FNV-1a of the key bytes. Never skips a partition: ordering per
+/// key matters more than availability. Messages without a key go round-robin.
+///
+/// ```
+/// use metaq::producer::KeyHash;
+/// assert_eq!(KeyHash::hash(b"a"), 0xe40c292c);
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHash;
+
+impl KeyHash {
+    /// 32-bit FNV-1a.
+    pub fn hash(key: &[u8]) -> u32 {
+        key.iter().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        })
+    }
+}
+
+impl PartitionSelector for KeyHash {
+    fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+        match s.message.key() {
+            Some(key) if !s.partitions.is_empty() => {
+                Some(s.partitions[Self::hash(key) as usize % s.partitions.len()])
+            }
+            _ => RoundRobin.select(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> Vec<Partition> {
+        (0..2)
+            .flat_map(|b| (0..3).map(move |i| Partition::new(b, i)))
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_is_exact() {
+        let parts = parts();
+        let seq = AtomicU64::new(0);
+        let msg = Message::new("t", "x");
+        let all = |_| true;
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..600 {
+            let s = Selection::new("t", &parts, &msg, &seq, &all);
+            *counts.entry(RoundRobin.select(&s).unwrap()).or_insert(0) += 1;
+        }
+        assert!(counts.values().all(|c| *c == 100));
+        // MetaQ's first pick is index 1.
+        let seq = AtomicU64::new(0);
+        assert_eq!(
+            RoundRobin.select(&Selection::new("t", &parts, &msg, &seq, &all)),
+            Some(Partition::new(0, 1))
+        );
+    }
+
+    #[test]
+    fn round_robin_skips_unusable_brokers() {
+        let parts = parts();
+        let seq = AtomicU64::new(0);
+        let msg = Message::new("t", "x");
+        let not_zero = |p: Partition| p.broker_id != 0;
+        for _ in 0..20 {
+            let s = Selection::new("t", &parts, &msg, &seq, &not_zero);
+            assert_eq!(RoundRobin.select(&s).unwrap().broker_id, 1);
+        }
+        // Nothing usable: still answers (the send will report the failure).
+        let none = |_| false;
+        assert!(RoundRobin
+            .select(&Selection::new("t", &parts, &msg, &seq, &none))
+            .is_some());
+    }
+
+    #[test]
+    fn key_hash_is_stable_and_ignores_usability() {
+        let parts = parts();
+        let seq = AtomicU64::new(0);
+        let msg = Message::new("t", "x").with_key("customer-42");
+        let none = |_| false;
+        let first = KeyHash.select(&Selection::new("t", &parts, &msg, &seq, &none));
+        for _ in 0..10 {
+            assert_eq!(
+                KeyHash.select(&Selection::new("t", &parts, &msg, &seq, &none)),
+                first
+            );
+        }
+        assert_eq!(
+            first,
+            Some(parts[KeyHash::hash(b"customer-42") as usize % 6])
+        );
+    }
+
+    #[test]
+    fn random_prefers_usable() {
+        let parts = parts();
+        let seq = AtomicU64::new(0);
+        let msg = Message::new("t", "x");
+        let only = |p: Partition| p == Partition::new(1, 2);
+        for _ in 0..50 {
+            let s = Selection::new("t", &parts, &msg, &seq, &only);
+            assert_eq!(Random.select(&s), Some(Partition::new(1, 2)));
+        }
+    }
+}

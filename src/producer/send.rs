@@ -1,0 +1,357 @@
+//! One send: choose a partition, write the put, wait for the answer, and
+//! retry a keyless message on another broker within the one send timeout.
+//!
+//! The first attempt is queued synchronously, inside [`Producer::send`], so
+//! messages leave in the order `send` was called. Later attempts, and sends
+//! that must first publish their topic or wait for room (backpressure), are
+//! queued when the returned future runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::topics::TopicState;
+use super::{Producer, ProducerInner};
+use crate::discovery::{BrokerUri, Partition};
+use crate::error::{Attempt, Attempts, Delivery, Error, Result};
+use crate::net::{next_opaque, ConnError, Connection};
+use crate::protocol::{encode_put, PutHeader, Response};
+use crate::{Message, SendResult};
+
+use super::selector::Selection;
+
+/// A put written (or queued) to one broker, awaiting its answer.
+pub(crate) struct InFlight {
+    partition: Partition,
+    connection: Connection,
+    answer: oneshot::Receiver<std::result::Result<Response, ConnError>>,
+}
+
+/// Why an attempt could not even be queued synchronously.
+pub(crate) enum NotQueued {
+    /// The topic is not known yet, or its connection has no room: take the slow path.
+    Later,
+    /// Final answer.
+    Failed(Error),
+}
+
+impl ProducerInner {
+    /// Chooses a partition and queues the put without waiting. `avoid`
+    /// lists brokers this send already tried.
+    pub(crate) fn try_queue(
+        &self,
+        message: &Message,
+        avoid: &[u32],
+    ) -> Result<InFlight, NotQueued> {
+        let Some(topic) = self.topic(message.topic()) else {
+            return Err(NotQueued::Later);
+        };
+        let (partition, connection) = self
+            .choose(&topic, message, avoid)
+            .map_err(NotQueued::Failed)?;
+        let Some(permit) = connection.try_permit() else {
+            return Err(NotQueued::Later);
+        };
+        let (opaque, frame) = encode(message, partition).map_err(NotQueued::Failed)?;
+        let answer = connection.submit(opaque, frame, permit);
+        Ok(InFlight {
+            partition,
+            connection,
+            answer,
+        })
+    }
+
+    /// The slow path: publish the topic if needed, wait for room, queue.
+    async fn queue(&self, message: &Message, avoid: &[u32], deadline: Instant) -> Result<InFlight> {
+        let topic = self.ensure_topic(message.topic()).await?;
+        let (partition, connection) = self.choose(&topic, message, avoid)?;
+        let permit = match tokio::time::timeout_at(deadline, connection.permit()).await {
+            Ok(Some(permit)) => permit,
+            _ => {
+                return Err(Error::NotSent {
+                    topic: message.topic().to_owned(),
+                    partition,
+                    broker: connection.uri().clone(),
+                    cause: "no room on the connection before the send timeout (backpressure)"
+                        .into(),
+                    attempts: Attempts::default(),
+                })
+            }
+        };
+        let (opaque, frame) = encode(message, partition)?;
+        let answer = connection.submit(opaque, frame, permit);
+        Ok(InFlight {
+            partition,
+            connection,
+            answer,
+        })
+    }
+
+    /// Runs the selector over the topic's route (or the default topic's,
+    /// when no broker lists this one).
+    fn choose(
+        &self,
+        topic: &TopicState,
+        message: &Message,
+        avoid: &[u32],
+    ) -> Result<(Partition, Connection)> {
+        let mut route = topic.route.load();
+        let mut sequence = &topic.sequence;
+        let default;
+        if route.partitions.is_empty() {
+            if let Some(state) = self.default_topic_state() {
+                default = state;
+                route = default.route.load();
+                sequence = &default.sequence;
+            }
+        }
+        if route.partitions.is_empty() {
+            return Err(Error::NoPartition {
+                topic: message.topic().to_owned(),
+                reason: "no broker serves this topic (still watching ZooKeeper for one)".into(),
+            });
+        }
+        let usable = |p: Partition| {
+            !avoid.contains(&p.broker_id) && route.connection(p).is_some_and(|c| c.is_usable())
+        };
+        let selection = Selection::new(
+            message.topic(),
+            &route.partitions,
+            message,
+            sequence,
+            &usable,
+        );
+        let partition =
+            self.config
+                .selector
+                .select(&selection)
+                .ok_or_else(|| Error::NoPartition {
+                    topic: message.topic().to_owned(),
+                    reason: "the partition selector chose none".into(),
+                })?;
+        let connection =
+            route
+                .connection(partition)
+                .cloned()
+                .ok_or_else(|| Error::NoPartition {
+                    topic: message.topic().to_owned(),
+                    reason: format!("partition {partition} is not in the topic's route"),
+                })?;
+        Ok((partition, connection))
+    }
+}
+
+fn encode(message: &Message, partition: Partition) -> Result<(i32, bytes::Bytes)> {
+    let opaque = next_opaque();
+    let mut frame = BytesMut::with_capacity(message.topic().len() + 48 + message.body_len());
+    let header = PutHeader {
+        topic: message.topic(),
+        partition: partition.index as i32,
+        tx_key: None,
+        opaque,
+    };
+    encode_put(&mut frame, &header, message.attribute(), message.payload())
+        .map_err(|e| Error::invalid(message.topic(), e))?;
+    Ok((opaque, frame.freeze()))
+}
+
+/// What became of one attempt.
+enum Outcome {
+    Done(SendResult),
+    Failed { delivery: Delivery, error: Error },
+}
+
+/// Drives a send to its end: the first attempt (already queued or not),
+/// then retries while the budget lasts.
+pub(crate) async fn drive(
+    producer: Producer,
+    message: Message,
+    first: std::result::Result<InFlight, NotQueued>,
+) -> Result<SendResult> {
+    let inner = &producer.inner;
+    let start = Instant::now();
+    let deadline = start + inner.config.send_timeout;
+    let max_attempts = if message.key().is_some() {
+        1 // a keyed message never moves to another partition
+    } else {
+        1 + inner.config.retries
+    };
+    let mut attempts = Attempts::default();
+    let mut tried: Vec<u32> = Vec::new();
+    let mut next = Some(first);
+    for number in 1..=max_attempts {
+        let queued = match next.take() {
+            Some(Ok(in_flight)) => Ok(in_flight),
+            Some(Err(NotQueued::Failed(e))) => Err(e),
+            Some(Err(NotQueued::Later)) | None => inner.queue(&message, &tried, deadline).await,
+        };
+        let in_flight = match queued {
+            Ok(in_flight) => in_flight,
+            Err(e) => return Err(with_attempts(e, attempts)),
+        };
+        // Each attempt gets its share of what is left.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / (max_attempts - number + 1);
+        let broker = in_flight.connection.uri().clone();
+        tried.push(in_flight.partition.broker_id);
+        match wait(inner, &message, in_flight, share, number).await {
+            Outcome::Done(result) => return Ok(result),
+            Outcome::Failed { delivery, error } => {
+                let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
+                attempts.0.push(Attempt {
+                    broker,
+                    partition: partition_of(&error),
+                    elapsed: start.elapsed(),
+                    delivery,
+                    cause: cause_of(&error),
+                });
+                if !retriable || number == max_attempts || Instant::now() >= deadline {
+                    return Err(with_attempts(error, attempts));
+                }
+                tracing::debug!(attempt = number, error = %error, "retrying on another broker");
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+async fn wait(
+    inner: &Arc<ProducerInner>,
+    message: &Message,
+    in_flight: InFlight,
+    share: Duration,
+    number: u32,
+) -> Outcome {
+    let InFlight {
+        partition,
+        connection,
+        answer,
+    } = in_flight;
+    let topic = message.topic().to_owned();
+    let broker: BrokerUri = connection.uri().clone();
+    let failed = |delivery, error| Outcome::Failed { delivery, error };
+    match tokio::time::timeout(share, answer).await {
+        Ok(Ok(Ok(response))) if response.code.is_success() => {
+            connection.clear_suspicion();
+            match response.put_result() {
+                Some((message_id, index, offset)) => Outcome::Done(SendResult {
+                    partition: Partition::new(partition.broker_id, index.max(0) as u32),
+                    offset,
+                    message_id,
+                    broker,
+                    attempts: number,
+                }),
+                None => failed(
+                    Delivery::MaybeSent,
+                    Error::ConnectionLost {
+                        topic,
+                        partition,
+                        broker,
+                        cause: format!(
+                            "unreadable success answer {:?}",
+                            String::from_utf8_lossy(&response.body)
+                        ),
+                        attempts: Attempts::default(),
+                    },
+                ),
+            }
+        }
+        Ok(Ok(Ok(response))) => {
+            connection.clear_suspicion();
+            failed(
+                Delivery::Rejected,
+                Error::Rejected {
+                    topic,
+                    partition,
+                    broker,
+                    code: response.code.0,
+                    message: String::from_utf8_lossy(&response.body).into_owned(),
+                    attempts: Attempts::default(),
+                },
+            )
+        }
+        Ok(Ok(Err(ConnError::NotWritten(cause)))) => {
+            connection.suspect_for(inner.config.avoid_period);
+            failed(
+                Delivery::NotSent,
+                Error::NotSent {
+                    topic,
+                    partition,
+                    broker,
+                    cause,
+                    attempts: Attempts::default(),
+                },
+            )
+        }
+        Ok(Ok(Err(ConnError::Lost(cause)))) => {
+            connection.suspect_for(inner.config.avoid_period);
+            failed(
+                Delivery::MaybeSent,
+                Error::ConnectionLost {
+                    topic,
+                    partition,
+                    broker,
+                    cause,
+                    attempts: Attempts::default(),
+                },
+            )
+        }
+        Ok(Err(_)) => failed(
+            Delivery::MaybeSent,
+            Error::ConnectionLost {
+                topic,
+                partition,
+                broker,
+                cause: "the connection task ended without answering".into(),
+                attempts: Attempts::default(),
+            },
+        ),
+        Err(_) => {
+            connection.suspect_for(inner.config.avoid_period);
+            failed(
+                Delivery::MaybeSent,
+                Error::Timeout {
+                    topic,
+                    partition,
+                    broker,
+                    timeout: share,
+                    attempts: Attempts::default(),
+                },
+            )
+        }
+    }
+}
+
+fn partition_of(error: &Error) -> Partition {
+    match error {
+        Error::NotSent { partition, .. }
+        | Error::Timeout { partition, .. }
+        | Error::ConnectionLost { partition, .. }
+        | Error::Rejected { partition, .. } => *partition,
+        _ => Partition::new(0, 0),
+    }
+}
+
+fn cause_of(error: &Error) -> String {
+    match error {
+        Error::NotSent { cause, .. } | Error::ConnectionLost { cause, .. } => cause.clone(),
+        Error::Timeout { timeout, .. } => format!("no answer within {timeout:?}"),
+        Error::Rejected { code, message, .. } => format!("{code} {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// Puts the full attempt list into the final error.
+fn with_attempts(mut error: Error, all: Attempts) -> Error {
+    match &mut error {
+        Error::NotSent { attempts, .. }
+        | Error::Timeout { attempts, .. }
+        | Error::ConnectionLost { attempts, .. }
+        | Error::Rejected { attempts, .. } => *attempts = all,
+        _ => {}
+    }
+    error
+}

@@ -1,0 +1,180 @@
+//! Each published topic: its current route (partitions plus a connection
+//! per broker), swapped atomically so the send path never locks, and the
+//! task that follows discovery and keeps the connections in step.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::future::join_all;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::discovery::{BrokerUri, Partition, TopicRoute};
+use crate::net::{Connection, ConnectionPool};
+
+/// What a send reads: partitions and the connection of each broker.
+#[derive(Debug, Default)]
+pub(crate) struct Route {
+    pub(crate) partitions: Vec<Partition>,
+    pub(crate) connections: BTreeMap<u32, Connection>,
+}
+
+impl Route {
+    pub(crate) fn connection(&self, partition: Partition) -> Option<&Connection> {
+        self.connections.get(&partition.broker_id)
+    }
+}
+
+/// One topic of the producer.
+#[derive(Debug)]
+pub(crate) struct TopicState {
+    pub(crate) name: Arc<str>,
+    pub(crate) route: ArcSwap<Route>,
+    /// The selectors' per-topic counter.
+    pub(crate) sequence: AtomicU64,
+    /// Counts applied routes; 0 until discovery's first listing is in.
+    pub(crate) applied: watch::Sender<u64>,
+}
+
+impl TopicState {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            route: ArcSwap::from_pointee(Route::default()),
+            sequence: AtomicU64::new(0),
+            applied: watch::channel(0).0,
+        }
+    }
+
+    /// Waits until at least one route has been applied, at most `wait`.
+    pub(crate) async fn wait_first_route(&self, wait: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(wait, applied.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the route has a partition, at most `wait`.
+    pub(crate) async fn wait_non_empty(&self, wait: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        let route = &self.route;
+        tokio::time::timeout(
+            wait,
+            applied.wait_for(|n| *n > 0 && !route.load().partitions.is_empty()),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Settings the route task needs.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteTaskSettings {
+    /// How long to wait for a new broker's connection before using the route anyway.
+    pub(crate) connect_wait: Duration,
+    /// How long a removed broker's connection stays open for answers in flight.
+    pub(crate) close_delay: Duration,
+}
+
+/// Follows discovery for one topic until `stop`.
+pub(crate) fn spawn_route_task(
+    state: Arc<TopicState>,
+    mut routes: watch::Receiver<Option<Arc<TopicRoute>>>,
+    pool: Arc<ConnectionPool>,
+    settings: RouteTaskSettings,
+    stop: CancellationToken,
+) {
+    let span = info_span!("topology", topic = %state.name);
+    tokio::spawn(
+        async move {
+            let mut current: BTreeMap<u32, Connection> = BTreeMap::new();
+            loop {
+                let route = routes.borrow_and_update().clone();
+                if let Some(route) = route {
+                    current = apply(&state, &route, current, &pool, &settings).await;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    changed = routes.changed() => if changed.is_err() { break },
+                }
+            }
+            for connection in current.values() {
+                pool.release(connection.uri());
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// Diffs the connections against the new route: keeps unchanged brokers'
+/// connections, opens new ones (waiting a bounded time for them), then swaps
+/// the route in, then lets go of removed or moved brokers after a delay.
+async fn apply(
+    state: &TopicState,
+    route: &TopicRoute,
+    mut current: BTreeMap<u32, Connection>,
+    pool: &Arc<ConnectionPool>,
+    settings: &RouteTaskSettings,
+) -> BTreeMap<u32, Connection> {
+    let mut next = BTreeMap::new();
+    let mut opened = Vec::new();
+    for (id, uri) in &route.brokers {
+        match current.remove(id) {
+            Some(connection) if connection.uri() == uri => {
+                next.insert(*id, connection);
+            }
+            previous => {
+                if let Some(old) = previous {
+                    info!(broker = id, from = %old.uri(), to = %uri, "broker moved");
+                    current.insert(*id, old);
+                } else {
+                    info!(broker = id, address = %uri, "broker joined");
+                }
+                let connection = pool.acquire(uri);
+                opened.push(connection.clone());
+                next.insert(*id, connection);
+            }
+        }
+    }
+    let ready = join_all(opened.iter().map(|c| c.wait_ready(settings.connect_wait))).await;
+    for (connection, ready) in opened.iter().zip(ready) {
+        if !ready {
+            warn!(broker = %connection.uri(), "not connected yet; its partitions are avoided until it is");
+        }
+    }
+    state.route.store(Arc::new(Route {
+        partitions: route.partitions.clone(),
+        connections: next.clone(),
+    }));
+    state.applied.send_modify(|n| *n += 1);
+    info!(
+        brokers = route.brokers.len(),
+        partitions = route.partitions.len(),
+        "route applied"
+    );
+    let removed: Vec<BrokerUri> = current
+        .into_iter()
+        .map(|(id, connection)| {
+            if !route.brokers.contains_key(&id) {
+                info!(broker = id, address = %connection.uri(), "broker left");
+            }
+            connection.uri().clone()
+        })
+        .collect();
+    if !removed.is_empty() {
+        let pool = Arc::clone(pool);
+        let delay = settings.close_delay;
+        // Answers to requests already sent there may still come.
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            for uri in &removed {
+                pool.release(uri);
+            }
+        });
+    }
+    next
+}
