@@ -1012,6 +1012,11 @@ fn any_q_word_is_quit() {
         b"quitting now 1 2\r\n",
         b"qwerty x y z\r\n",
         b"q \r\n",
+        // The reference decoder dispatches on the first character before it
+        // looks at the tokens: even more tokens than any command has is quit.
+        b"quit 1 2 3 4 5 6 7 8 9 10\r\n",
+        b"q  x  y  z  \r\n",
+        b"q\xff\xfe\r\n",
     ] {
         assert_eq!(
             server_decode(wire),
