@@ -1833,3 +1833,36 @@ fn split_body_rejects_short_attribute_blocks() {
         (Some(&b"x"[..]), &b"y"[..])
     );
 }
+
+#[test]
+fn decoder_survives_the_caller_discarding_buffered_bytes() {
+    // A caller may drop what it buffered (say, after a LineTooLong it chose to
+    // answer) and go on with fresh bytes; the codec must neither panic nor
+    // skip the CRLF of the next line.
+    let limits = DecodeLimits {
+        max_line: 8,
+        max_body: 8,
+    };
+    let mut codec = ServerCodec::new(limits);
+    let mut buf = BytesMut::from(&b"xxxxxxx"[..]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(b"xxxxx");
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(CodecError::Protocol(ProtocolError::LineTooLong { max: 8 }))
+    ));
+    buf.clear();
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(b"v 1\r\n");
+    assert_eq!(
+        codec.decode(&mut buf).unwrap(),
+        Some(Request::Version { opaque: 1 })
+    );
+
+    let mut codec = ClientCodec::default();
+    let mut buf = BytesMut::from(&b"result 200 0"[..]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    buf.clear();
+    buf.extend_from_slice(b"result 200 0 1\r\n");
+    assert_eq!(codec.decode(&mut buf).unwrap(), Some(ok(1, "")));
+}
