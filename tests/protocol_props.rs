@@ -370,6 +370,14 @@ fn encoded_responses() -> impl Strategy<Value = Vec<u8>> {
 // Helpers
 // ---------------------------------------------------------------------------
 
+/// What a caller does to the read buffer between two `decode` calls.
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<u8>),
+    Clear,
+    Advance(usize),
+}
+
 /// What decoding a request is expected to give back.
 fn normalized(request: &Request) -> Request {
     match request {
@@ -723,6 +731,37 @@ proptest! {
         let whole = client_outcome(&bytes, &[], limits);
         prop_assert_eq!(client_outcome(&bytes, &sizes, limits), whole);
         let _ = server_outcome(&bytes, &sizes, limits);
+    }
+
+    #[test]
+    fn decoders_survive_arbitrary_call_sequences(
+        ops in vec(prop_oneof![
+            6 => prop_oneof![vec(any::<u8>(), 0..24), lines(), soup()].prop_map(Op::Append),
+            1 => Just(Op::Clear),
+            1 => (0usize..16).prop_map(Op::Advance),
+        ], 0..24),
+        limits in limits(),
+    ) {
+        // The caller owns the buffer and may drop bytes between calls (after
+        // an error, say); the codecs must never panic, whatever it does.
+        let mut server = ServerCodec::new(limits);
+        let mut client = ClientCodec::new(limits);
+        let mut server_buf = BytesMut::new();
+        let mut client_buf = BytesMut::new();
+        for op in ops {
+            for buf in [&mut server_buf, &mut client_buf] {
+                match &op {
+                    Op::Append(bytes) => buf.extend_from_slice(bytes),
+                    Op::Clear => buf.clear(),
+                    Op::Advance(n) => {
+                        let n = (*n).min(buf.len());
+                        let _ = buf.split_to(n);
+                    }
+                }
+            }
+            while let Ok(Some(_)) = server.decode(&mut server_buf) {}
+            while let Ok(Some(_)) = client.decode(&mut client_buf) {}
+        }
     }
 
     #[test]
