@@ -127,6 +127,11 @@ impl FrameDecoder {
 
     /// Length of the header line if its CRLF has arrived.
     fn find_line_end(&mut self, src: &BytesMut) -> Result<Option<usize>, ProtocolError> {
+        // A buffer shorter than what was scanned was emptied by the caller
+        // (after an error, say): scan it from the start.
+        if self.scanned > src.len() {
+            self.scanned = 0;
+        }
         // Step back one byte: a CR may have been the last byte seen before.
         let from = self.scanned.saturating_sub(1);
         let found = src[from..].windows(2).position(|w| w == b"\r\n");

@@ -105,6 +105,11 @@ impl Ctx<'_> {
 
 /// Parses one header line (without its CRLF).
 pub(crate) fn parse_line(raw: &[u8]) -> Result<Head, ProtocolError> {
+    // Any word starting with `q` is `quit`, whatever follows: the reference
+    // decoder dispatches on the first character and never looks at the tokens.
+    if raw.first() == Some(&b'q') {
+        return Ok(Head::Request(Request::Quit));
+    }
     let line = std::str::from_utf8(raw).map_err(|_| ProtocolError::Malformed {
         command: "header",
         line: excerpt(&String::from_utf8_lossy(raw)),
@@ -181,8 +186,6 @@ pub(crate) fn parse_line(raw: &[u8]) -> Result<Head, ProtocolError> {
                 line,
             },
         ),
-        // Any word starting with `q` is `quit`.
-        Some(b'q') => Ok(Head::Request(Request::Quit)),
         _ => Err(unexpected()),
     }
 }
