@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client::{OneshotWatcher, WatchedEvent};
 
-use super::read::{describe_change, list, Reader};
+use super::read::{describe_change, list, Reader, Reported};
 use super::session::{Context, SessionSlot};
 use super::TopicRoute;
 
@@ -187,6 +187,7 @@ pub(super) async fn run_topic(
 ) {
     let settings = &context.settings;
     let mut watches = Watches::new();
+    let mut reported = Reported::default();
     let mut generation = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     // A listing is wanted (and when it may run, after a failure).
@@ -208,6 +209,7 @@ pub(super) async fn run_topic(
                 let mut reader = Reader {
                     client: &client,
                     watches: Some(&mut watches),
+                    reported: Some(&mut reported),
                 };
                 let listing = list(
                     &mut reader,
@@ -224,6 +226,7 @@ pub(super) async fn run_topic(
                 match result {
                     Ok(route) => {
                         watches.finish_listing(true);
+                        reported.finish_listing(true);
                         debug!(
                             pending_watches = watches.pending(),
                             armed_total = watches.armed_total(),
@@ -236,6 +239,7 @@ pub(super) async fn run_topic(
                     }
                     Err(error) => {
                         watches.finish_listing(false);
+                        reported.finish_listing(false);
                         let delay = backoff.next_delay();
                         warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
                         retry_at = Some(Instant::now() + delay);
@@ -344,6 +348,7 @@ mod tests {
             let mut reader = Reader {
                 client: &client,
                 watches: Some(&mut watches),
+                reported: None,
             };
             let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
                 .await
@@ -368,6 +373,7 @@ mod tests {
         let mut reader = Reader {
             client: &client,
             watches: Some(&mut watches),
+            reported: None,
         };
         let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
             .await
@@ -391,6 +397,7 @@ mod tests {
             let mut reader = Reader {
                 client: &client,
                 watches: Some(&mut watches),
+                reported: None,
             };
             route = list(&mut reader, &paths, "t", &settings, Some(&route))
                 .await
