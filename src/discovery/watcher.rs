@@ -16,7 +16,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use zookeeper_client::{OneshotWatcher, WatchedEvent};
+use zookeeper_client::{Error as ZkError, OneshotWatcher, WatchedEvent};
 
 use super::read::{describe_change, list, Reader, Reported};
 use super::session::{Context, SessionSlot};
@@ -241,7 +241,13 @@ pub(super) async fn run_topic(
                         watches.finish_listing(false);
                         reported.finish_listing(false);
                         let delay = backoff.next_delay();
-                        warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
+                        if session_ended(&error) {
+                            // The session task is opening a new one; its
+                            // arrival triggers the next listing.
+                            debug!(%error, "listing interrupted by the end of the session");
+                        } else {
+                            warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
+                        }
                         retry_at = Some(Instant::now() + delay);
                     }
                 }
@@ -273,6 +279,14 @@ pub(super) async fn run_topic(
         }
     }
     debug!("topic watch stopped");
+}
+
+/// Whether a listing failed because its session is over (expired, closed).
+fn session_ended(error: &ZkError) -> bool {
+    matches!(
+        error,
+        ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed
+    )
 }
 
 /// Sends `route` if it differs from the current one, logging what changed.
