@@ -585,6 +585,30 @@ async fn digest_auth_connects() {
 }
 
 #[tokio::test]
+async fn periodic_relists_send_nothing_when_nothing_changed() {
+    init_tracing();
+    let zk = ZkServer::shared();
+    let tree = Tree::new(zk).await;
+    tree.master(0, "meta://127.0.0.1:8000").await;
+    tree.topic("t", 0, 2).await;
+    let settings = tree
+        .settings(zk)
+        .with_relist_interval(Duration::from_millis(100));
+    let discovery = connect(settings).await;
+    let mut routes = discovery.watch("t");
+    wait_route(&mut routes, CHANGE, "first route", |_| true).await;
+    routes.mark_unchanged();
+    // About seven re-lists, none of them a change.
+    let quiet = tokio::time::timeout(Duration::from_millis(700), routes.changed()).await;
+    assert!(quiet.is_err(), "an unchanged route was sent again");
+    // A real change still comes through.
+    tree.set(&tree.paths.broker_master(0), "meta://127.0.0.1:8100")
+        .await;
+    wait_route(&mut routes, CHANGE, "moved", |r| r.brokers[&0].port == 8100).await;
+    discovery.close().await;
+}
+
+#[tokio::test]
 async fn shared_watch_and_close() {
     init_tracing();
     let zk = ZkServer::shared();
