@@ -4,6 +4,9 @@
 //! [`ZkPaths`] derives every path from a normalised root; [`TopicBroker`] is the
 //! JSON a master broker writes under `topics-pub` and `topics-sub`;
 //! [`TopicRoute`] is one topic's brokers and partitions.
+//!
+//! [`Discovery`] keeps one route per watched topic up to date from ZooKeeper
+//! (settings in [`ZkSettings`]); [`read_route`] reads one route once.
 
 mod layout;
 mod read;

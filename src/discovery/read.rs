@@ -4,7 +4,7 @@
 //! The same code serves [`read_route`] (plain reads) and the watch tasks
 //! (reads that arm watches through [`Watches`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 use tracing::{debug, warn};
@@ -30,7 +30,8 @@ use super::{BrokerUri, Partition, RouteSource, TopicRoute, ZkPaths, ZkSettings};
 ///   [`ZkSettings::max_partitions_per_broker`], an unparsable address) never
 ///   fails the listing: a broker found in `previous` keeps its previous
 ///   partitions or address, any other broker is skipped. Both are logged
-///   with `warn!`.
+///   with `warn!` (a watch task warns once per bad value, then logs it at
+///   debug level).
 ///
 /// Nothing is written to ZooKeeper.
 ///
@@ -64,6 +65,7 @@ pub async fn read_route(
     let mut reader = Reader {
         client,
         watches: None,
+        reported: None,
     };
     list(&mut reader, paths, topic, settings, previous).await
 }
@@ -77,9 +79,57 @@ const FLAP_ATTEMPTS: usize = 5;
 pub(super) struct Reader<'a> {
     pub(super) client: &'a Client,
     pub(super) watches: Option<&'a mut Watches>,
+    /// Malformed values already logged (`None`: log every one).
+    pub(super) reported: Option<&'a mut Reported>,
+}
+
+/// Malformed values a watch task has already warned about, so that a bad
+/// node is reported once (then at debug level) rather than at every listing.
+#[derive(Debug, Default)]
+pub(super) struct Reported {
+    before: HashSet<String>,
+    now: HashSet<String>,
+}
+
+impl Reported {
+    /// Records `key` for this listing; whether it is new.
+    fn first(&mut self, key: String) -> bool {
+        let first = !self.before.contains(&key);
+        self.now.insert(key);
+        first
+    }
+
+    /// Ends a listing: after a complete one, values no longer seen are
+    /// forgotten (and warned about again should they come back).
+    pub(super) fn finish_listing(&mut self, complete: bool) {
+        let now = std::mem::take(&mut self.now);
+        if complete {
+            self.before = now;
+        } else {
+            self.before.extend(now);
+        }
+    }
+}
+
+/// `warn!` the first time a malformed value is seen by a task, `debug!` after.
+macro_rules! malformed {
+    ($reader:expr, $key:expr, $($args:tt)+) => {
+        if $reader.first_report($key) {
+            warn!($($args)+)
+        } else {
+            debug!($($args)+)
+        }
+    };
 }
 
 impl Reader<'_> {
+    fn first_report(&mut self, key: String) -> bool {
+        match self.reported.as_deref_mut() {
+            Some(reported) => reported.first(key),
+            None => true,
+        }
+    }
+
     /// Children of `path`, `None` if it does not exist. Watches the
     /// children, or the node's creation when it is absent.
     async fn children(&mut self, path: &str) -> Result<Option<Vec<String>>, ZkError> {
@@ -217,7 +267,7 @@ pub(super) async fn list(
             if is_slave_entry(name) {
                 debug!(topic, entry = %name, "slave entry ignored");
             } else {
-                warn!(topic, entry = %name, path = %dir, "ignoring a child that is not <brokerId>-m");
+                malformed!(reader, format!("name {dir}/{name}"), topic, entry = %name, path = %dir, "ignoring a child that is not <brokerId>-m");
             }
             continue;
         };
@@ -230,11 +280,12 @@ pub(super) async fn list(
             Ok(count) => (0..count).map(|index| Partition::new(id, index)).collect(),
             Err(reason) => {
                 let kept = previous_partitions(previous, id);
+                let key = format!("entry {path} {} {}", kept.len(), excerpt(&data));
                 if kept.is_empty() {
-                    warn!(topic, %path, data = %excerpt(&data), %reason, "malformed entry of a new broker; skipping it");
+                    malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, "malformed entry of a new broker; skipping it");
                     continue;
                 }
-                warn!(topic, %path, data = %excerpt(&data), %reason, partitions = kept.len(), "malformed entry; keeping the broker's previous partitions");
+                malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, partitions = kept.len(), "malformed entry; keeping the broker's previous partitions");
                 kept
             }
         };
@@ -256,11 +307,13 @@ pub(super) async fn list(
             Ok(None) => debug!(topic, broker = id, "blank master node; broker left out"),
             Err(reason) => match previous.and_then(|p| p.brokers.get(&id)) {
                 Some(uri) => {
-                    warn!(topic, %path, data = %excerpt(&data), %reason, previous = %uri, "malformed master node; keeping the broker's previous address");
+                    let key = format!("master {path} {uri} {}", excerpt(&data));
+                    malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, previous = %uri, "malformed master node; keeping the broker's previous address");
                     brokers.insert(id, uri.clone());
                 }
                 None => {
-                    warn!(topic, %path, data = %excerpt(&data), %reason, "malformed master node of a new broker; skipping it")
+                    let key = format!("master {path} {}", excerpt(&data));
+                    malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, "malformed master node of a new broker; skipping it")
                 }
             },
         }

@@ -157,7 +157,8 @@ impl Discovery {
     /// new value is sent only when the route changed.
     ///
     /// After [`close`](Self::close), or for a topic that cannot be a
-    /// ZooKeeper node name (empty, with `/`, a space or non-ASCII; logged),
+    /// ZooKeeper node name (empty, `.`, `..`, with `/`, a space or
+    /// non-ASCII; logged),
     /// the receiver's sender is already gone: it holds `None` and
     /// `changed()` fails.
     ///
@@ -176,6 +177,13 @@ impl Discovery {
     pub fn watch(&self, topic: &str) -> watch::Receiver<Option<Arc<TopicRoute>>> {
         if let Err(e) = validate_topic(topic) {
             warn!(error = %Error::invalid(topic, e), "cannot watch this topic");
+            return watch::channel(None).1;
+        }
+        if topic == "." || topic == ".." {
+            warn!(
+                topic,
+                "cannot watch this topic: ZooKeeper has no node named . or .."
+            );
             return watch::channel(None).1;
         }
         let mut topics = self.inner.lock_topics();

@@ -16,9 +16,9 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use zookeeper_client::{OneshotWatcher, WatchedEvent};
+use zookeeper_client::{Error as ZkError, OneshotWatcher, WatchedEvent};
 
-use super::read::{describe_change, list, Reader};
+use super::read::{describe_change, list, Reader, Reported};
 use super::session::{Context, SessionSlot};
 use super::TopicRoute;
 
@@ -187,6 +187,7 @@ pub(super) async fn run_topic(
 ) {
     let settings = &context.settings;
     let mut watches = Watches::new();
+    let mut reported = Reported::default();
     let mut generation = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     // A listing is wanted (and when it may run, after a failure).
@@ -208,6 +209,7 @@ pub(super) async fn run_topic(
                 let mut reader = Reader {
                     client: &client,
                     watches: Some(&mut watches),
+                    reported: Some(&mut reported),
                 };
                 let listing = list(
                     &mut reader,
@@ -224,6 +226,7 @@ pub(super) async fn run_topic(
                 match result {
                     Ok(route) => {
                         watches.finish_listing(true);
+                        reported.finish_listing(true);
                         debug!(
                             pending_watches = watches.pending(),
                             armed_total = watches.armed_total(),
@@ -236,8 +239,15 @@ pub(super) async fn run_topic(
                     }
                     Err(error) => {
                         watches.finish_listing(false);
+                        reported.finish_listing(false);
                         let delay = backoff.next_delay();
-                        warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
+                        if session_ended(&error) {
+                            // The session task is opening a new one; its
+                            // arrival triggers the next listing.
+                            debug!(%error, "listing interrupted by the end of the session");
+                        } else {
+                            warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
+                        }
                         retry_at = Some(Instant::now() + delay);
                     }
                 }
@@ -269,6 +279,14 @@ pub(super) async fn run_topic(
         }
     }
     debug!("topic watch stopped");
+}
+
+/// Whether a listing failed because its session is over (expired, closed).
+fn session_ended(error: &ZkError) -> bool {
+    matches!(
+        error,
+        ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed
+    )
 }
 
 /// Sends `route` if it differs from the current one, logging what changed.
@@ -344,6 +362,7 @@ mod tests {
             let mut reader = Reader {
                 client: &client,
                 watches: Some(&mut watches),
+                reported: None,
             };
             let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
                 .await
@@ -368,6 +387,7 @@ mod tests {
         let mut reader = Reader {
             client: &client,
             watches: Some(&mut watches),
+            reported: None,
         };
         let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
             .await
@@ -391,6 +411,7 @@ mod tests {
             let mut reader = Reader {
                 client: &client,
                 watches: Some(&mut watches),
+                reported: None,
             };
             route = list(&mut reader, &paths, "t", &settings, Some(&route))
                 .await
