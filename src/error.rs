@@ -191,6 +191,30 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A transaction failed: nothing of it will become visible. Sends
+    /// inside it fail with this once it is broken (pinned broker gone,
+    /// connection re-established, an error answer); commit refuses and rolls
+    /// back instead.
+    #[error("transaction {key} failed on {broker}: {reason}")]
+    TransactionFailed {
+        /// The transaction key, `TX:<sessionId>:<n>`.
+        key: String,
+        /// The broker it is pinned to (`-` if none was chosen yet).
+        broker: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The commit was written but its answer never came: the transaction
+    /// may or may not have been committed (distinct from rolled back).
+    #[error("transaction {key} on {broker}: commit outcome unknown ({reason})")]
+    TransactionOutcomeUnknown {
+        /// The transaction key.
+        key: String,
+        /// The broker it is pinned to.
+        broker: String,
+        /// Why the answer is missing.
+        reason: String,
+    },
     /// The configuration is unusable.
     #[error("invalid configuration: {reason}")]
     Config {
@@ -212,8 +236,11 @@ impl Error {
             | Error::NoPartition { .. }
             | Error::NotSent { .. }
             | Error::TopicUnavailable { .. }
+            | Error::TransactionFailed { .. }
             | Error::Closed => Some(Delivery::NotSent),
-            Error::Timeout { .. } | Error::ConnectionLost { .. } => Some(Delivery::MaybeSent),
+            Error::Timeout { .. }
+            | Error::ConnectionLost { .. }
+            | Error::TransactionOutcomeUnknown { .. } => Some(Delivery::MaybeSent),
             Error::Rejected { .. } => Some(Delivery::Rejected),
             Error::ZooKeeper { .. } | Error::Config { .. } => None,
         }

@@ -48,13 +48,17 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<Response, ConnError>>,
     /// Held until the answer arrives: bounds the requests in flight.
     pub(crate) permit: OwnedSemaphorePermit,
+    /// Only write it on this socket generation (see [`Connection::epoch`]).
+    pub(crate) epoch: Option<u64>,
 }
 
 struct Shared {
     uri: BrokerUri,
     ready: AtomicBool,
-    /// Milliseconds since [`epoch`] before which the broker is avoided.
+    /// Milliseconds since `millis_since_epoch`'s origin before which the broker is avoided.
     suspect_until: AtomicU64,
+    /// Socket generation: incremented each time a connection is established.
+    epoch: AtomicU64,
     state: watch::Sender<bool>,
     permits: Arc<Semaphore>,
     close: CancellationToken,
@@ -86,6 +90,7 @@ impl Connection {
             uri: uri.clone(),
             ready: AtomicBool::new(false),
             suspect_until: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             state,
             permits: Arc::new(Semaphore::new(settings.max_in_flight)),
             close: CancellationToken::new(),
@@ -125,6 +130,13 @@ impl Connection {
         }
     }
 
+    /// The current socket generation. Local transactions live on one socket
+    /// on the broker; a request submitted with [`submit_on`](Self::submit_on)
+    /// fails unwritten if the socket was replaced since.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Acquire)
+    }
+
     /// Waits until the socket is up, at most `wait`. True if it is.
     pub(crate) async fn wait_ready(&self, wait: Duration) -> bool {
         let mut state = self.shared.state.subscribe();
@@ -152,6 +164,18 @@ impl Connection {
         frame: Bytes,
         permit: OwnedSemaphorePermit,
     ) -> oneshot::Receiver<Result<Response, ConnError>> {
+        self.submit_on(None, opaque, frame, permit)
+    }
+
+    /// Like [`submit`](Self::submit), but only written on socket generation
+    /// `epoch` when one is given.
+    pub(crate) fn submit_on(
+        &self,
+        epoch: Option<u64>,
+        opaque: i32,
+        frame: Bytes,
+        permit: OwnedSemaphorePermit,
+    ) -> oneshot::Receiver<Result<Response, ConnError>> {
         let (reply, answer) = oneshot::channel();
         if !self.is_ready() {
             let _ = reply.send(Err(ConnError::NotWritten("not connected".into())));
@@ -162,6 +186,7 @@ impl Connection {
             frame,
             reply,
             permit,
+            epoch,
         };
         if let Err(mpsc::error::SendError(request)) = self.requests.send(request) {
             let _ = request
@@ -204,10 +229,11 @@ async fn supervise(
         match outcome {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                info!("connected");
+                let epoch = shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                info!(epoch, "connected");
                 set_ready(&shared, true);
                 backoff.reset();
-                let end = run_session(stream, &mut requests, &settings, &shared.close).await;
+                let end = run_session(stream, epoch, &mut requests, &settings, &shared.close).await;
                 set_ready(&shared, false);
                 match end {
                     SessionEnd::Closed => break,

@@ -52,6 +52,7 @@ struct Heartbeat {
 
 pub(crate) async fn run_session(
     stream: TcpStream,
+    epoch: u64,
     requests: &mut mpsc::UnboundedReceiver<Request>,
     settings: &ConnectionSettings,
     close: &CancellationToken,
@@ -113,11 +114,11 @@ pub(crate) async fn run_session(
             request = requests.recv(), if out.len() < WRITE_HIGH_WATER => match request {
                 None => break SessionEnd::Closed,
                 Some(request) => {
-                    accept(request, &mut out, &mut queued, &mut in_flight);
+                    accept(request, epoch, &mut out, &mut queued, &mut in_flight);
                     // Coalesce whatever else is already queued into one write.
                     while out.len() < WRITE_HIGH_WATER {
                         match requests.try_recv() {
-                            Ok(request) => accept(request, &mut out, &mut queued, &mut in_flight),
+                            Ok(request) => accept(request, epoch, &mut out, &mut queued, &mut in_flight),
                             Err(_) => break,
                         }
                     }
@@ -164,12 +165,19 @@ pub(crate) async fn run_session(
 
 fn accept(
     request: Request,
+    epoch: u64,
     out: &mut BytesMut,
     queued: &mut u64,
     in_flight: &mut HashMap<i32, InFlight>,
 ) {
     if request.reply.is_closed() {
         // The caller gave up before it was written: do not send it at all.
+        return;
+    }
+    if request.epoch.is_some_and(|wanted| wanted != epoch) {
+        let _ = request.reply.send(Err(ConnError::NotWritten(
+            "the connection was re-established since the transaction began".into(),
+        )));
         return;
     }
     out.extend_from_slice(&request.frame);

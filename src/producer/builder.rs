@@ -24,6 +24,8 @@ pub(crate) struct ProducerConfig {
     pub(crate) default_topic: Option<String>,
     pub(crate) publish_timeout: Duration,
     pub(crate) avoid_period: Duration,
+    pub(crate) transaction_timeout: Option<Duration>,
+    pub(crate) transaction_request_timeout: Duration,
 }
 
 /// Builds a [`Producer`]. Every setter states its default.
@@ -63,6 +65,8 @@ impl ProducerBuilder {
                 default_topic: None,
                 publish_timeout: Duration::from_secs(10),
                 avoid_period: Duration::from_secs(5),
+                transaction_timeout: None,
+                transaction_request_timeout: Duration::from_secs(5),
             },
         }
     }
@@ -153,6 +157,20 @@ impl ProducerBuilder {
     /// How long [`Producer::publish`] waits for a topic's brokers. Default 10 s.
     pub fn publish_timeout(mut self, timeout: Duration) -> Self {
         self.config.publish_timeout = timeout;
+        self
+    }
+
+    /// Timeout the broker applies to each transaction, sent with BEGIN in
+    /// whole seconds; the broker caps it (60 s on MetaQ) and rolls back a
+    /// transaction still open when it passes. Default none.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transaction_timeout = Some(timeout);
+        self
+    }
+
+    /// Wait for the answer to BEGIN, COMMIT and ROLLBACK. Default 5 s (MetaQ's).
+    pub fn transaction_request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transaction_request_timeout = timeout;
         self
     }
 

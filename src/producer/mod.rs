@@ -32,7 +32,9 @@
 mod builder;
 mod selector;
 mod send;
+mod session_id;
 mod topics;
+mod transaction;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +49,7 @@ use tracing::{debug_span, Instrument};
 
 pub use builder::ProducerBuilder;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
+pub use transaction::Transaction;
 
 use builder::ProducerConfig;
 use topics::{spawn_route_task, RouteTaskSettings, TopicState};
@@ -86,6 +89,10 @@ pub(crate) struct ProducerInner {
     closed: AtomicBool,
     sends: TaskTracker,
     stop: CancellationToken,
+    /// `<host>-<millis>-<seq>`, the middle part of transaction keys.
+    pub(crate) session_id: String,
+    /// Last transaction number handed out (the first is 1).
+    transactions: std::sync::atomic::AtomicU32,
 }
 
 impl Drop for ProducerInner {
@@ -120,6 +127,8 @@ impl Producer {
                 closed: AtomicBool::new(false),
                 sends: TaskTracker::new(),
                 stop: CancellationToken::new(),
+                session_id: session_id::new_session_id(),
+                transactions: std::sync::atomic::AtomicU32::new(0),
             }),
         };
         if let Some(topic) = producer.inner.config.default_topic.clone() {
@@ -209,6 +218,22 @@ impl ProducerInner {
             Err(Error::Closed)
         } else {
             Ok(())
+        }
+    }
+
+    /// The next transaction number: 1, 2, … and back to 1 after `i32::MAX`
+    /// (the broker parses it as a 32-bit int).
+    pub(crate) fn next_transaction_number(&self) -> i32 {
+        let previous = self
+            .transactions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(if n >= i32::MAX as u32 { 1 } else { n + 1 })
+            })
+            .unwrap_or(0);
+        if previous >= i32::MAX as u32 {
+            1
+        } else {
+            previous as i32 + 1
         }
     }
 

@@ -18,7 +18,7 @@ use super::{Producer, ProducerInner};
 use crate::discovery::{BrokerUri, Partition};
 use crate::error::{Attempt, Attempts, Delivery, Error, Result};
 use crate::net::{next_opaque, ConnError, Connection};
-use crate::protocol::{encode_put, PutHeader, Response};
+use crate::protocol::{encode_put, PutHeader, Response, TxKey};
 use crate::{Message, SendResult};
 
 use super::selector::Selection;
@@ -55,7 +55,7 @@ impl ProducerInner {
         let Some(permit) = connection.try_permit() else {
             return Err(NotQueued::Later);
         };
-        let (opaque, frame) = encode(message, partition).map_err(NotQueued::Failed)?;
+        let (opaque, frame) = encode(message, partition, None).map_err(NotQueued::Failed)?;
         let answer = connection.submit(opaque, frame, permit);
         Ok(InFlight {
             partition,
@@ -81,7 +81,7 @@ impl ProducerInner {
                 })
             }
         };
-        let (opaque, frame) = encode(message, partition)?;
+        let (opaque, frame) = encode(message, partition, None)?;
         let answer = connection.submit(opaque, frame, permit);
         Ok(InFlight {
             partition,
@@ -92,7 +92,7 @@ impl ProducerInner {
 
     /// Runs the selector over the topic's route (or the default topic's,
     /// when no broker lists this one).
-    fn choose(
+    pub(crate) fn choose(
         &self,
         topic: &TopicState,
         message: &Message,
@@ -144,13 +144,18 @@ impl ProducerInner {
     }
 }
 
-fn encode(message: &Message, partition: Partition) -> Result<(i32, bytes::Bytes)> {
+/// Encodes a put (inside a transaction when `tx_key` is given) with a new opaque.
+pub(crate) fn encode(
+    message: &Message,
+    partition: Partition,
+    tx_key: Option<&TxKey>,
+) -> Result<(i32, bytes::Bytes)> {
     let opaque = next_opaque();
     let mut frame = BytesMut::with_capacity(message.topic().len() + 48 + message.body_len());
     let header = PutHeader {
         topic: message.topic(),
         partition: partition.index as i32,
-        tx_key: None,
+        tx_key,
         opaque,
     };
     encode_put(&mut frame, &header, message.attribute(), message.payload())

@@ -66,6 +66,12 @@ pub(crate) struct ProduceArgs {
     /// Retries of a keyless send on another broker.
     #[arg(long, default_value_t = 2)]
     retries: u32,
+    /// Send in local transactions of this many messages, committing each.
+    #[arg(long, value_name = "BATCH")]
+    transaction: Option<usize>,
+    /// With --transaction: roll each transaction back instead of committing.
+    #[arg(long, requires = "transaction")]
+    rollback: bool,
 }
 
 #[derive(Default)]
@@ -91,6 +97,13 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<bool, String> {
         return Err(e.to_string());
     }
     let payloads = payloads(&args);
+    if let Some(batch) = args.transaction {
+        let started = Instant::now();
+        let tally = transactional(&producer, &args, payloads, batch.max(1)).await;
+        producer.close().await;
+        summary(&tally, started.elapsed(), args.json);
+        return Ok(tally.failed == 0);
+    }
     let total = if args.stdin { None } else { Some(args.count) };
     let progress = progress_bar(total, args.json);
     let interval = args
@@ -128,6 +141,81 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<bool, String> {
     producer.close().await;
     summary(&tally, elapsed, args.json);
     Ok(tally.failed == 0)
+}
+
+/// Sends in transactions of `batch` messages, one transaction at a time.
+/// A message counts as sent once its transaction committed (or, with
+/// `--rollback`, rolled back as asked).
+async fn transactional(
+    producer: &Producer,
+    args: &ProduceArgs,
+    payloads: Box<dyn Iterator<Item = Bytes>>,
+    batch: usize,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut payloads = payloads.peekable();
+    while payloads.peek().is_some() {
+        let chunk: Vec<Bytes> = payloads.by_ref().take(batch).collect();
+        let count = chunk.len() as u64;
+        let outcome = run_transaction(producer, args, chunk).await;
+        match outcome {
+            Ok((key, partitions)) => {
+                tally.sent += count;
+                for p in &partitions {
+                    *tally.per_partition.entry(p.clone()).or_default() += 1;
+                }
+                if args.json {
+                    let state = if args.rollback {
+                        "rolled_back"
+                    } else {
+                        "committed"
+                    };
+                    println!(
+                        "{}",
+                        json!({ "transaction": key, "messages": count, "state": state })
+                    );
+                }
+            }
+            Err(error) => {
+                tally.failed += count;
+                let kind = error
+                    .delivery()
+                    .map_or("error".to_owned(), |d| d.to_string());
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({ "error": error.to_string(), "kind": kind, "messages": count })
+                    );
+                } else {
+                    eprintln!("transaction failed ({kind}): {error}");
+                }
+            }
+        }
+    }
+    tally
+}
+
+async fn run_transaction(
+    producer: &Producer,
+    args: &ProduceArgs,
+    chunk: Vec<Bytes>,
+) -> Result<(String, Vec<String>), Error> {
+    let mut tx = producer.begin_transaction()?;
+    let key = tx.key().to_owned();
+    let mut partitions = Vec::with_capacity(chunk.len());
+    for payload in chunk {
+        let mut message = Message::new(args.topic.clone(), payload);
+        if let Some(attribute) = &args.attribute {
+            message = message.with_attribute(attribute.clone());
+        }
+        partitions.push(tx.send(message).await?.partition.to_string());
+    }
+    if args.rollback {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok((key, partitions))
 }
 
 fn payloads(args: &ProduceArgs) -> Box<dyn Iterator<Item = Bytes>> {
