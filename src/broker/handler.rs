@@ -159,6 +159,10 @@ impl Shared {
         line("version", &BROKER_VERSION);
         line("slave", &false);
         line("curr_connections", &Stats::get(&s.connections));
+        // MetaQ reports its JVM's thread count; the runtime's workers are ours.
+        let threads =
+            tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_workers());
+        line("threads", &threads);
         line("cmd_put", &Stats::get(&s.cmd_put));
         line("cmd_get", &0);
         line("cmd_offset", &0);
