@@ -11,26 +11,8 @@ use std::time::Duration;
 use broker_common::*;
 use metaq::protocol::StatusCode;
 use metaq::testkit::{test_broker_config, unique_root, RawClient, TestBroker, ZkServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Reads one `result` frame byte by byte: the header line (checked to have
-/// exactly four single-space-separated tokens) and its body.
-async fn raw_result(stream: &mut TcpStream) -> (Vec<String>, Vec<u8>) {
-    let mut line = Vec::new();
-    while !line.ends_with(b"\r\n") {
-        let mut byte = [0u8];
-        stream.read_exact(&mut byte).await.expect("a header line");
-        line.push(byte[0]);
-    }
-    let header = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
-    let tokens: Vec<String> = header.split(' ').map(String::from).collect();
-    assert_eq!(tokens.len(), 4, "header {header:?}");
-    assert_eq!(tokens[0], "result");
-    let mut body = vec![0u8; tokens[2].parse().unwrap()];
-    stream.read_exact(&mut body).await.unwrap();
-    (tokens, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_answers_id_partition_and_byte_offset_exactly() {
@@ -359,21 +341,6 @@ async fn version_answers_200_with_the_opaque_or_the_default() {
     assert_eq!((answer.code.0, answer.opaque), (200, 2_147_483_647));
     let answer = client.call(b"version -2147483648\r\n").await.unwrap();
     assert_eq!((answer.code.0, answer.opaque), (200, i32::MIN));
-}
-
-/// The `key value` lines of a STATS body.
-fn stats_lines(body: &str) -> BTreeMap<String, String> {
-    assert!(body.starts_with("STATS\r\n"), "{body:?}");
-    assert!(body.ends_with("END\r\n"), "{body:?}");
-    body["STATS\r\n".len()..body.len() - "END\r\n".len()]
-        .split_terminator("\r\n")
-        .map(|line| {
-            let (key, value) = line
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("stats line {line:?}"));
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -6,13 +6,15 @@
 //! Each test binary uses a subset; the rest is dead code there.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use metaq::protocol::Response;
 use metaq::testkit::{RawClient, ZkServer};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use zookeeper_client::{Client, Error as ZkError, Stat};
 
 /// CRC32 (IEEE) & 0x7FFFFFFF, as reference 3.12 defines the checksum.
@@ -81,6 +83,67 @@ pub fn put_failure(uri: &str, topic: &str, partition: i32, detail: &str) -> Stri
     format!(
         "Put message to [broker '{uri}'] [partition '{topic}-{partition}'] failed.Detail:{detail}"
     )
+}
+
+/// Reads one `result` frame byte by byte: the header line (checked to have
+/// exactly four single-space-separated tokens) and its body.
+pub async fn raw_result(stream: &mut TcpStream) -> (Vec<String>, Vec<u8>) {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        let mut byte = [0u8];
+        stream.read_exact(&mut byte).await.expect("a header line");
+        line.push(byte[0]);
+    }
+    let header = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
+    let tokens: Vec<String> = header.split(' ').map(String::from).collect();
+    assert_eq!(tokens.len(), 4, "header {header:?}");
+    assert_eq!(tokens[0], "result");
+    let mut body = vec![0u8; tokens[2].parse().unwrap()];
+    stream.read_exact(&mut body).await.unwrap();
+    (tokens, body)
+}
+
+/// The `key value` lines of a STATS body.
+pub fn stats_lines(body: &str) -> BTreeMap<String, String> {
+    assert!(body.starts_with("STATS\r\n"), "{body:?}");
+    assert!(body.ends_with("END\r\n"), "{body:?}");
+    body["STATS\r\n".len()..body.len() - "END\r\n".len()]
+        .split_terminator("\r\n")
+        .map(|line| {
+            let (key, value) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("stats line {line:?}"));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// One counter of the broker's `stats` summary, asked on `client`.
+pub async fn stat(client: &mut RawClient, key: &str) -> u64 {
+    let answer = client
+        .call(b"stats  2147483646\r\n")
+        .await
+        .expect("a stats answer");
+    assert_eq!((answer.code.0, answer.opaque), (200, 2_147_483_646));
+    stats_lines(text(&answer))[key].parse().unwrap()
+}
+
+/// Polls the `stats` counter `key` on `client` until it reaches `wanted`;
+/// fails after `limit` (or if it goes past `wanted`).
+pub async fn wait_for_stat(client: &mut RawClient, key: &str, wanted: u64, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let value = stat(client, key).await;
+        assert!(value <= wanted, "{key} is {value}, past {wanted}");
+        if value == wanted {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{key} still {value} after {limit:?}, waiting for {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads `n` answers and keys them by opaque (answers may come in any
