@@ -299,3 +299,46 @@ async fn a_wildcard_topic_is_registered_under_its_name_on_first_put() {
     assert!(process.terminate().unwrap().success());
     assert_unregistered(&client, &root, 4, topics).await;
 }
+
+#[tokio::test]
+async fn a_wildcard_does_not_accept_names_that_are_no_topic() {
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 0, &[("log-*", 2)]).await;
+    let uri = broker.uri().to_string();
+    let mut raw = RawClient::connect(broker.local_addr()).await;
+    // `log-a/b` matches `log-*` but would become the ZooKeeper path
+    // topics/log-a/b/0-m (and is no directory name either).
+    for (opaque, topic) in [(1, "log-a/b"), (2, "log-a\\b")] {
+        let answer = raw.call(&put(topic, 0, b"x", opaque)).await.unwrap();
+        assert_eq!(answer.code.0, 500);
+        assert_eq!(
+            text(&answer),
+            put_failure(
+                &uri,
+                topic,
+                0,
+                &format!("The server do not accept topic {topic}")
+            )
+        );
+    }
+    // Registration is asynchronous: a good topic registered after the bad
+    // ones shows that they were not (the registrar handles them in order).
+    put_result(&raw.call(&put("log-ok", 0, b"x", 3)).await.unwrap());
+    let client = zk.client().await;
+    eventually(Duration::from_secs(10), "log-ok to be registered", || {
+        all_present(&client, &root, 0, &[("log-ok", 2)])
+    })
+    .await;
+    for kind in ["topics", "topics-pub", "topics-sub"] {
+        assert_eq!(
+            client
+                .list_children(&format!("{root}/brokers/{kind}"))
+                .await
+                .unwrap(),
+            ["log-ok"],
+            "{kind}"
+        );
+    }
+    assert_eq!(broker.records(None).len(), 1);
+}

@@ -9,7 +9,7 @@ use futures::future::{self, BoxFuture, FutureExt};
 use tracing::warn;
 
 use super::shared::{Shared, Stats, BROKER_VERSION};
-use super::store::Record;
+use super::store::{check_topic, Record};
 use crate::protocol::{checksum, PutRequest, Response, StatusCode};
 
 /// What a request turns into: a future resolving to its answer.
@@ -46,7 +46,13 @@ impl Shared {
         body_len: usize,
         allow_random: bool,
     ) -> Result<Target, String> {
-        let Some(config) = self.config.topic(topic) else {
+        // A wildcard matches names the store cannot hold and ZooKeeper would
+        // split into paths (`log-a/b`): refuse them before registering anything.
+        let accepted = self
+            .config
+            .topic(topic)
+            .filter(|_| check_topic(topic).is_ok());
+        let Some(config) = accepted else {
             return Err(format!("The server do not accept topic {topic}"));
         };
         let partitions = config.partitions;
