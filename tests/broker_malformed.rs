@@ -58,6 +58,7 @@ async fn every_kind_of_malformed_frame_closes_only_its_connection() {
         (b"put test 0 -5 0 907060870 4\r\n", "negative length"),
         (b"version seven\r\n", "non-numeric version opaque"),
         (b"result 200 0 4\r\n", "a response sent to the broker"),
+        (b"value 0 4\r\n", "a data response sent to the broker"),
         (
             b"put test 0 5 0 907060870 TX:only-two 4\r\nhello",
             "TX key with two parts",

@@ -341,6 +341,9 @@ async fn version_answers_200_with_the_opaque_or_the_default() {
     assert_eq!((answer.code.0, answer.opaque), (200, 2_147_483_647));
     let answer = client.call(b"version -2147483648\r\n").await.unwrap();
     assert_eq!((answer.code.0, answer.opaque), (200, i32::MIN));
+    // Any word starting with `v` but `value` is read as version (reference 3.1).
+    let answer = client.call(b"vxyz 8\r\n").await.unwrap();
+    assert_eq!((answer.code.0, answer.opaque), (200, 8));
 }
 
 #[tokio::test]
