@@ -5,10 +5,13 @@
 
 mod broker_common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker_common::*;
-use metaq::testkit::{unique_root, BrokerProcess, RawClient, TestBroker, ZkServer};
+use metaq::testkit::{
+    test_broker_config, unique_root, BrokerProcess, RawClient, TestBroker, ZkServer,
+};
 
 const BROKER_0_TOPICS: &[(&str, u32)] = &[("test", 4), ("orders", 2)];
 const BROKER_1_TOPICS: &[(&str, u32)] = &[("test", 2), ("audit", 1)];
@@ -341,4 +344,50 @@ async fn a_wildcard_does_not_accept_names_that_are_no_topic() {
         );
     }
     assert_eq!(broker.records(None).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_zookeeper_before_it_stops_serving() {
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let data = tempfile::tempdir().unwrap();
+    // MetaQ sleeps between leaving ZooKeeper and closing its sockets, so
+    // producers move away before their connections break (reference 1.3).
+    let config = test_broker_config(zk, &root, 0, data.path(), &[("test", 2)])
+        .with_shutdown_grace(Duration::from_secs(2));
+    let broker = Arc::new(TestBroker::start_with(config, data).await);
+    let mut raw = RawClient::connect(broker.local_addr()).await;
+    let client = zk.client().await;
+
+    let stopping = Arc::clone(&broker);
+    let shutdown = tokio::spawn(async move { stopping.shutdown().await });
+    eventually(Duration::from_secs(10), "the nodes to go", || {
+        all_absent(&client, &root, 0, &[("test", 2)])
+    })
+    .await;
+    // Unregistered, still serving (within the 2 s grace).
+    put_result(&raw.call(&put("test", 0, b"late", 1)).await.unwrap());
+    shutdown.await.unwrap();
+    assert!(raw.is_closed().await);
+    assert_unregistered(&client, &root, 0, &[("test", 2)]).await;
+    assert_eq!(broker.records(None).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_broker_without_shutdown_unregisters_it() {
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 0, &[("test", 2)]).await;
+    let mut raw = RawClient::connect(broker.local_addr()).await;
+    let client = zk.client().await;
+    assert_registered(&client, &root, 0, &broker.uri().to_string(), &[("test", 2)]).await;
+
+    drop(broker);
+    assert!(raw.is_closed().await);
+    eventually(Duration::from_secs(10), "the nodes to go", || {
+        all_absent(&client, &root, 0, &[("test", 2)])
+    })
+    .await;
+    // Deleted, not left to expire: ids/<id> is gone too.
+    assert_unregistered(&client, &root, 0, &[("test", 2)]).await;
 }
