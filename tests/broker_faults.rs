@@ -18,14 +18,14 @@ async fn delayed_answers_arrive_late_but_the_put_is_stored_at_once() {
     let zk = ZkServer::shared();
     let broker = TestBroker::start(zk, &unique_root(), 0, TOPICS).await;
     let mut client = RawClient::connect(broker.local_addr()).await;
-    let delay = Duration::from_secs(2);
+    let delay = Duration::from_secs(3);
     broker.delay_responses(delay);
 
     let sent = Instant::now();
     client.send(&put("test", 1, b"slow", 1)).await;
     // Stored well before the answer is due.
     eventually(
-        Duration::from_millis(1500),
+        Duration::from_millis(2500),
         "the delayed put to be stored",
         || async { broker.records(None).len() == 1 },
     )

@@ -31,10 +31,7 @@ async fn every_kind_of_malformed_frame_closes_only_its_connection() {
     let zk = ZkServer::shared();
     let broker = TestBroker::start(zk, &unique_root(), 0, &[("test", 2)]).await;
     let mut bystander = RawClient::connect(broker.local_addr()).await;
-    assert_eq!(
-        bystander.call(b"version 100\r\n").await.unwrap().code.0,
-        200
-    );
+    assert_eq!(code(&mut bystander, b"version 100\r\n").await, 200);
 
     let cases: &[(&[u8], &str)] = &[
         (b"hello 1\r\n", "unknown command"),

@@ -344,6 +344,15 @@ async fn version_answers_200_with_the_opaque_or_the_default() {
     // Any word starting with `v` but `value` is read as version (reference 3.1).
     let answer = client.call(b"vxyz 8\r\n").await.unwrap();
     assert_eq!((answer.code.0, answer.opaque), (200, 8));
+    // Trailing empty tokens are dropped (Java split), inner ones kept.
+    let answer = client.call(b"version 9 \r\n").await.unwrap();
+    assert_eq!((answer.code.0, answer.opaque), (200, 9));
+    let answer = client.call(b"version 10   \r\n").await.unwrap();
+    assert_eq!((answer.code.0, answer.opaque), (200, 10));
+    let answer = client.call(&put("test", 0, b"x", 11)[..]).await.unwrap();
+    put_result(&answer);
+    let answer = client.call(b"put test 0 1 0 -1 12 \r\nx").await.unwrap();
+    assert_eq!((answer.code.0, answer.opaque), (200, 12));
 }
 
 #[tokio::test]
@@ -352,10 +361,7 @@ async fn stats_answers_the_summary() {
     let broker = TestBroker::start(zk, &unique_root(), 9, &[("test", 1)]).await;
     let mut client = RawClient::connect(broker.local_addr()).await;
     put_result(&client.call(&put("test", 0, b"a", 1)).await.unwrap());
-    assert_eq!(
-        client.call(&put("test", 5, b"a", 2)).await.unwrap().code.0,
-        500
-    );
+    assert_eq!(code(&mut client, &put("test", 5, b"a", 2)).await, 500);
 
     // The Java encoding without an item: two spaces.
     let answer = client.call(b"stats  3\r\n").await.unwrap();
@@ -436,11 +442,8 @@ async fn injected_failures_answer_the_code_and_store_nothing() {
     }
     // Other requests are not affected and do not count.
     broker.fail_next_puts(1, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(client.call(b"version 3\r\n").await.unwrap().code.0, 200);
-    assert_eq!(
-        client.call(&put("test", 0, b"x", 4)).await.unwrap().code.0,
-        500
-    );
+    assert_eq!(code(&mut client, b"version 3\r\n").await, 200);
+    assert_eq!(code(&mut client, &put("test", 0, b"x", 4)).await, 500);
     let (id, _, offset) = put_result(&client.call(&put("test", 0, b"x", 5)).await.unwrap());
     assert_eq!(offset, 0);
     let records = broker.records(None);
@@ -502,5 +505,5 @@ async fn a_thousand_pipelined_puts_are_all_answered_in_send_order_per_partition(
     // Still answering.
     let answer = client.response_within(Duration::from_millis(100)).await;
     assert!(answer.is_none(), "unexpected extra answer {answer:?}");
-    assert_eq!(client.call(b"version 1\r\n").await.unwrap().code.0, 200);
+    assert_eq!(code(&mut client, b"version 1\r\n").await, 200);
 }

@@ -354,7 +354,7 @@ async fn shutdown_leaves_zookeeper_before_it_stops_serving() {
     // MetaQ sleeps between leaving ZooKeeper and closing its sockets, so
     // producers move away before their connections break (reference 1.3).
     let config = test_broker_config(zk, &root, 0, data.path(), &[("test", 2)])
-        .with_shutdown_grace(Duration::from_secs(2));
+        .with_shutdown_grace(Duration::from_secs(3));
     let broker = Arc::new(TestBroker::start_with(config, data).await);
     let mut raw = RawClient::connect(broker.local_addr()).await;
     let client = zk.client().await;
@@ -365,7 +365,7 @@ async fn shutdown_leaves_zookeeper_before_it_stops_serving() {
         all_absent(&client, &root, 0, &[("test", 2)])
     })
     .await;
-    // Unregistered, still serving (within the 2 s grace).
+    // Unregistered, still serving (within the 3 s grace).
     put_result(&raw.call(&put("test", 0, b"late", 1)).await.unwrap());
     shutdown.await.unwrap();
     assert!(raw.is_closed().await);
@@ -390,4 +390,39 @@ async fn dropping_a_broker_without_shutdown_unregisters_it() {
     .await;
     // Deleted, not left to expire: ids/<id> is gone too.
     assert_unregistered(&client, &root, 0, &[("test", 2)]).await;
+}
+
+#[tokio::test]
+async fn ids_node_with_slaves_is_emptied_instead_of_deleted() {
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 0, &[("test", 1)]).await;
+    let client = zk.client().await;
+    // A slave of broker 0 (reference 1.2: ids/<id>/slave<N>, ephemeral).
+    let slave = format!("{root}/brokers/ids/0/slave0");
+    client
+        .create(
+            &slave,
+            b"meta://127.0.0.1:8124",
+            &zookeeper_client::CreateMode::Ephemeral
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+
+    broker.shutdown().await;
+    // Reference 1.3 shutdown step 2: ids/<id> cannot be deleted, so its
+    // data is set to the empty string; every node of the master is gone.
+    assert_eq!(
+        persistent(&client, &format!("{root}/brokers/ids/0")).await,
+        ""
+    );
+    assert_eq!(
+        client
+            .list_children(&format!("{root}/brokers/ids/0"))
+            .await
+            .unwrap(),
+        ["slave0"]
+    );
+    assert!(all_absent(&client, &root, 0, &[("test", 1)]).await);
 }

@@ -92,12 +92,7 @@ async fn acknowledged_records_survive_a_restart_and_offsets_continue() {
     let key = "TX:127.0.0.1-1700000000000-1:1";
     let session = "127.0.0.1-1700000000000-1";
     assert_eq!(
-        client
-            .call(&tx(key, session, "BEGIN", None, 1000))
-            .await
-            .unwrap()
-            .code
-            .0,
+        code(&mut client, &tx(key, session, "BEGIN", None, 1000)).await,
         200
     );
     let (tx_id, _, _) = put_result(
@@ -107,12 +102,11 @@ async fn acknowledged_records_survive_a_restart_and_offsets_continue() {
             .unwrap(),
     );
     assert_eq!(
-        client
-            .call(&tx(key, session, "COMMIT_ONE_PHASE", None, 1002))
-            .await
-            .unwrap()
-            .code
-            .0,
+        code(
+            &mut client,
+            &tx(key, session, "COMMIT_ONE_PHASE", None, 1002)
+        )
+        .await,
         200
     );
     let before = broker.records(None);
@@ -304,6 +298,10 @@ async fn sigkill_loses_nothing_acknowledged_and_the_restart_continues_the_logs()
     // Same data dir, same id, same root: starts once the old session is gone.
     let ends = dumped_ends(data.path());
     let mut process = BrokerProcess::spawn(BROKER_BIN, &args).unwrap();
+    // Registered under the new address once the killed session expired.
+    let zk_client = zk.client().await;
+    let uri = format!("meta://127.0.0.1:{}", process.addr().port());
+    assert_registered(&zk_client, &root, 0, &uri, &[("test", 4)]).await;
     let mut client = RawClient::connect(process.addr()).await;
     for partition in 0..4 {
         let (_, _, offset) = put_result(

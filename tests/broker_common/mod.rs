@@ -146,6 +146,11 @@ pub async fn wait_for_stat(client: &mut RawClient, key: &str, wanted: u64, limit
     }
 }
 
+/// Sends `frame` and returns the answer's status code.
+pub async fn code(client: &mut RawClient, frame: &[u8]) -> u16 {
+    client.call(frame).await.expect("an answer").code.0
+}
+
 /// Reads `n` answers and keys them by opaque (answers may come in any
 /// order); fails on a duplicate opaque or if the connection ends first.
 pub async fn responses(client: &mut RawClient, n: usize) -> HashMap<i32, Response> {
