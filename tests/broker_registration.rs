@@ -116,9 +116,18 @@ async fn sigterm_removes_every_node_before_the_process_exits() {
     let root = unique_root();
     let data = tempfile::tempdir().unwrap();
     let topics = &[("test", 4), ("orders", 2)];
+    // Given as `metaq-test-…/`: normalised to `/metaq-test-…` (reference 1.1).
+    let unnormalised = format!("{}/", root.trim_start_matches('/'));
     let mut process = BrokerProcess::spawn(
         BROKER_BIN,
-        &broker_args(zk, &root, 3, data.path(), &["test:4", "orders:2"], &[]),
+        &broker_args(
+            zk,
+            &unnormalised,
+            3,
+            data.path(),
+            &["test:4", "orders:2"],
+            &[],
+        ),
     )
     .unwrap();
     let client = zk.client().await;
