@@ -130,6 +130,8 @@ async fn refused_connections_are_accepted_and_closed_at_once() {
     let zk = ZkServer::shared();
     let broker = TestBroker::start(zk, &unique_root(), 0, TOPICS).await;
     let mut existing = RawClient::connect(broker.local_addr()).await;
+    // Answered, so the broker has accepted it (not just the kernel).
+    assert_eq!(existing.call(b"version 0\r\n").await.unwrap().opaque, 0);
     broker.refuse_connections(true);
 
     let mut refused = RawClient::connect(broker.local_addr()).await;
