@@ -9,7 +9,7 @@ use futures::future::{self, BoxFuture, FutureExt};
 use tracing::warn;
 
 use super::shared::{Shared, Stats, BROKER_VERSION};
-use super::store::Record;
+use super::store::{check_topic, Record};
 use crate::protocol::{checksum, PutRequest, Response, StatusCode};
 
 /// What a request turns into: a future resolving to its answer.
@@ -46,7 +46,13 @@ impl Shared {
         body_len: usize,
         allow_random: bool,
     ) -> Result<Target, String> {
-        let Some(config) = self.config.topic(topic) else {
+        // A wildcard matches names the store cannot hold and ZooKeeper would
+        // split into paths (`log-a/b`): refuse them before registering anything.
+        let accepted = self
+            .config
+            .topic(topic)
+            .filter(|_| check_topic(topic).is_ok());
+        let Some(config) = accepted else {
             return Err(format!("The server do not accept topic {topic}"));
         };
         let partitions = config.partitions;
@@ -159,6 +165,10 @@ impl Shared {
         line("version", &BROKER_VERSION);
         line("slave", &false);
         line("curr_connections", &Stats::get(&s.connections));
+        // MetaQ reports its JVM's thread count; the runtime's workers are ours.
+        let threads =
+            tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_workers());
+        line("threads", &threads);
         line("cmd_put", &Stats::get(&s.cmd_put));
         line("cmd_get", &0);
         line("cmd_offset", &0);

@@ -40,17 +40,28 @@ enum Command {
 }
 
 impl Registry {
-    /// Connects, registers, and spawns the task that keeps it so.
+    /// Connects, registers the configured topics and those of `on_disk`
+    /// (topics found in the data directory) that the configuration accepts,
+    /// and spawns the task that keeps it so.
     pub(crate) async fn start(
         config: Arc<BrokerConfig>,
         uri: BrokerUri,
+        on_disk: impl IntoIterator<Item = String>,
     ) -> Result<Registry, BrokerError> {
-        let topics = config
+        let mut topics: BTreeMap<String, u32> = config
             .topics
             .iter()
             .filter(|t| !t.is_pattern())
             .map(|t| (t.name.clone(), t.partitions))
             .collect();
+        // Reference 1.3 step 4: then every topic found in the data directory,
+        // so a topic accepted through a wildcard is found by producers after
+        // a restart (they could not send the put that would register it).
+        for topic in on_disk {
+            if let Some(accepted) = config.topic(&topic) {
+                topics.entry(topic).or_insert(accepted.partitions);
+            }
+        }
         let client = connect(&config).await?;
         let mut registrar = Registrar {
             paths: ZkPaths::new(&config.root),

@@ -76,7 +76,8 @@ impl Broker {
         })?;
         let uri = uri_for(&config, local_addr);
         let store = open_store(&config).await?;
-        let registry = Registry::start(Arc::clone(&config), uri.clone()).await?;
+        let on_disk = store.partitions().into_iter().map(|(topic, _)| topic);
+        let registry = Registry::start(Arc::clone(&config), uri.clone(), on_disk).await?;
         let shared = Arc::new(Shared::new(
             Arc::clone(&config),
             uri.clone(),

@@ -40,3 +40,4 @@ pub use config::{
 pub use message_store::MessageStore;
 pub use read::{read_records, StoredRecord};
 pub use record::{Record, HEADER_LEN, MAX_BODY_LEN};
+pub(crate) use segment::check_topic;
