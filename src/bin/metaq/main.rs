@@ -10,7 +10,18 @@ mod routes;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+/// Where the cluster is: the arguments every command shares.
+#[derive(Args)]
+pub(crate) struct ClusterArgs {
+    /// ZooKeeper connect string, host:port[,host:port...][/chroot].
+    #[arg(long)]
+    pub(crate) zk: String,
+    /// MetaQ root in ZooKeeper.
+    #[arg(long, default_value = "/meta")]
+    pub(crate) root: String,
+}
 
 #[derive(Parser)]
 #[command(

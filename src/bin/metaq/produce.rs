@@ -21,12 +21,8 @@ enum SelectorName {
 
 #[derive(Args)]
 pub(crate) struct ProduceArgs {
-    /// ZooKeeper connect string, host:port[,host:port...][/chroot].
-    #[arg(long)]
-    zk: String,
-    /// MetaQ root in ZooKeeper.
-    #[arg(long, default_value = "/meta")]
-    root: String,
+    #[command(flatten)]
+    cluster: crate::ClusterArgs,
     /// The topic.
     #[arg(long)]
     topic: String,
@@ -82,8 +78,8 @@ struct Tally {
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> Result<bool, String> {
-    let mut builder = Producer::builder(&args.zk)
-        .root(&args.root)
+    let mut builder = Producer::builder(&args.cluster.zk)
+        .root(&args.cluster.root)
         .send_timeout(Duration::from_millis(args.timeout_ms))
         .retries(args.retries);
     builder = match args.selector {

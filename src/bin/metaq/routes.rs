@@ -6,12 +6,8 @@ use serde_json::json;
 
 #[derive(Args)]
 pub(crate) struct RoutesArgs {
-    /// ZooKeeper connect string, host:port[,host:port...][/chroot].
-    #[arg(long)]
-    zk: String,
-    /// MetaQ root in ZooKeeper.
-    #[arg(long, default_value = "/meta")]
-    root: String,
+    #[command(flatten)]
+    cluster: crate::ClusterArgs,
     /// The topic.
     #[arg(long)]
     topic: String,
@@ -24,8 +20,8 @@ pub(crate) struct RoutesArgs {
 }
 
 pub(crate) async fn run(args: RoutesArgs) -> Result<bool, String> {
-    let mut settings = ZkSettings::new(&args.zk);
-    settings.root = metaq::discovery::normalize_root(&args.root);
+    let mut settings = ZkSettings::new(&args.cluster.zk);
+    settings.root = metaq::discovery::normalize_root(&args.cluster.root);
     let discovery = Discovery::connect(settings)
         .await
         .map_err(|e| e.to_string())?;
