@@ -188,6 +188,13 @@ impl Producer {
             .unwrap_or_default()
     }
 
+    /// The producer's current ZooKeeper session (`None` while a new one is
+    /// being opened, or after close). For tests that force its expiry.
+    #[doc(hidden)]
+    pub fn zk_session_info(&self) -> Option<zookeeper_client::SessionInfo> {
+        self.inner.discovery.session_info()
+    }
+
     /// Stops new sends, waits for those in flight (at most the send timeout
     /// plus one second), then closes every connection and the ZooKeeper
     /// session. Idempotent.

@@ -1,0 +1,189 @@
+//! Where messages go: round-robin exactness, random spread, key-hash
+//! stability, and that what the producer reports is what the brokers stored.
+//! Real ZooKeeper, development brokers over TCP.
+
+mod producer_support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures::future::join_all;
+use metaq::producer::{KeyHash, Random};
+use metaq::{Message, Partition};
+use producer_support::*;
+
+const TOPIC: &str = "orders";
+
+/// Two brokers × 3 partitions: 600 messages, exactly 100 per partition, in
+/// the producer's answers and in the brokers' logs, checksums valid,
+/// payloads as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_exactly_over_two_brokers() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 3)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 3)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    let all: Vec<Partition> = [parts(0, 3), parts(1, 3)].concat();
+    wait_partitions(&producer, TOPIC, &all).await;
+
+    let payloads: Vec<String> = (0..600).map(|i| format!("rr-{i:04}")).collect();
+    let results = join_all(
+        payloads
+            .iter()
+            .map(|p| producer.send(Message::new(TOPIC, p.clone()))),
+    )
+    .await;
+    let mut counts: BTreeMap<Partition, usize> = BTreeMap::new();
+    let mut offsets = BTreeSet::new();
+    for result in results {
+        let sent = result.expect("every send succeeds");
+        assert_eq!(sent.attempts, 1);
+        *counts.entry(sent.partition).or_default() += 1;
+        assert!(
+            offsets.insert((sent.partition, sent.offset)),
+            "offset reused"
+        );
+        let broker = if sent.partition.broker_id == 0 {
+            &b0
+        } else {
+            &b1
+        };
+        assert_eq!(sent.broker, broker.uri());
+    }
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    assert!(counts.values().all(|n| *n == 100), "{counts:?}");
+
+    for b in [&b0, &b1] {
+        let stored = per_partition(b, TOPIC);
+        assert_eq!(stored, (0..3).map(|i| (i, 100)).collect(), "on disk");
+    }
+    let mut stored: Vec<Vec<u8>> = bodies(&b0, TOPIC);
+    stored.extend(bodies(&b1, TOPIC));
+    stored.sort();
+    let mut expected: Vec<Vec<u8>> = payloads.iter().map(|p| p.as_bytes().to_vec()).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+
+    // Every record sits at the offset the producer was told.
+    for b in [&b0, &b1] {
+        for r in b.records(Some(TOPIC)) {
+            let id = b.config().id;
+            assert!(offsets.contains(&(Partition::new(id, r.partition), r.offset)));
+        }
+    }
+    producer.close().await;
+}
+
+/// The random selector reaches every partition; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_selector_spreads_over_all_partitions() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 3)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 3)]).await;
+    let producer = producer(&root).selector(Random).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    let all: Vec<Partition> = [parts(0, 3), parts(1, 3)].concat();
+    wait_partitions(&producer, TOPIC, &all).await;
+
+    let results =
+        join_all((0..600).map(|i| producer.send(Message::new(TOPIC, format!("r{i}"))))).await;
+    let mut counts: HashMap<Partition, usize> = HashMap::new();
+    for result in results {
+        *counts.entry(result.unwrap().partition).or_default() += 1;
+    }
+    // Each partition expects 100; the chance of one getting under 40 is negligible.
+    for p in &all {
+        let n = counts.get(p).copied().unwrap_or(0);
+        assert!(n >= 40, "partition {p} got {n}: {counts:?}");
+    }
+    // Not round-robin in disguise: the counts are not all equal.
+    assert!(counts.values().any(|n| *n != 100), "{counts:?}");
+    assert_eq!(bodies(&b0, TOPIC).len() + bodies(&b1, TOPIC).len(), 600);
+    producer.close().await;
+}
+
+/// The key-hash selector sends a key to the same partition every time —
+/// the one `KeyHash::hash(key) % len` names in the sorted list — and two
+/// producers agree; messages without a key go round-robin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_hash_maps_a_key_to_one_partition() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 3)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 3)]).await;
+    let all: Vec<Partition> = [parts(0, 3), parts(1, 3)].concat();
+    let first = producer(&root).selector(KeyHash).build().await.unwrap();
+    let second = producer(&root).selector(KeyHash).build().await.unwrap();
+    for p in [&first, &second] {
+        p.publish(TOPIC).await.unwrap();
+        wait_partitions(p, TOPIC, &all).await;
+    }
+
+    let keys: Vec<String> = (0..12).map(|i| format!("customer-{i}")).collect();
+    let mut seen = BTreeSet::new();
+    for key in &keys {
+        let expected = all[KeyHash::hash(key.as_bytes()) as usize % all.len()];
+        for round in 0..10 {
+            let p = if round % 2 == 0 { &first } else { &second };
+            let sent = p
+                .send(Message::new(TOPIC, format!("{key}/{round}")).with_key(key.clone()))
+                .await
+                .unwrap();
+            assert_eq!(sent.partition, expected, "key {key} round {round}");
+        }
+        seen.insert(expected);
+    }
+    assert!(seen.len() > 1, "12 keys all on one partition: {seen:?}");
+
+    // Per key, the stored order is the send order (one partition, one connection per producer).
+    let mut stored: Vec<String> = bodies(&b0, TOPIC)
+        .into_iter()
+        .chain(bodies(&b1, TOPIC))
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 120);
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored.len(), 120);
+
+    // Without a key: round-robin, exactly even.
+    let results =
+        join_all((0..60).map(|i| first.send(Message::new(TOPIC, format!("nokey-{i}"))))).await;
+    let mut counts: BTreeMap<Partition, usize> = BTreeMap::new();
+    for r in results {
+        *counts.entry(r.unwrap().partition).or_default() += 1;
+    }
+    assert!(
+        counts.len() == 6 && counts.values().all(|n| *n == 10),
+        "{counts:?}"
+    );
+    first.close().await;
+    second.close().await;
+}
+
+/// A message with an attribute is stored with it (flag bit 0, attribute
+/// block in front of the payload); the offset reported is the record's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_is_stored_in_front_of_the_payload() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    let sent = producer
+        .send(Message::new(TOPIC, "payload").with_attribute("tag1"))
+        .await
+        .unwrap();
+    let sent_plain = producer.send(Message::new(TOPIC, "")).await.unwrap();
+    let records = b0.records(Some(TOPIC));
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].flag & 1, 1);
+    assert_eq!(&records[0].body[..], b"\0\0\0\x04tag1payload");
+    assert_eq!(records[0].offset, sent.offset);
+    assert_eq!(records[0].id, sent.message_id);
+    assert_eq!(records[1].flag & 1, 0);
+    assert!(records[1].body.is_empty());
+    assert_eq!(records[1].offset, sent_plain.offset);
+    producer.close().await;
+}
