@@ -65,8 +65,14 @@ impl ProducerInner {
     }
 
     /// The slow path: publish the topic if needed, wait for room, queue.
+    /// Every wait ends at the send's deadline.
     async fn queue(&self, message: &Message, avoid: &[u32], deadline: Instant) -> Result<InFlight> {
-        let topic = self.ensure_topic(message.topic()).await?;
+        // A topic's first listing may take long (ZooKeeper down): the send
+        // timeout still bounds the send.
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.config.publish_timeout);
+        let topic = self.ensure_topic(message.topic(), wait).await?;
         let (partition, connection) = self.choose(&topic, message, avoid)?;
         let permit = match tokio::time::timeout_at(deadline, connection.permit()).await {
             Ok(Some(permit)) => permit,
