@@ -187,3 +187,54 @@ async fn attribute_is_stored_in_front_of_the_payload() {
     assert_eq!(records[1].offset, sent_plain.offset);
     producer.close().await;
 }
+
+/// Sends to one partition are stored in the order `send` was called, even
+/// when the futures are awaited later and all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_order_is_kept_per_partition() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    let futures: Vec<_> = (0..2000)
+        .map(|i| producer.send(Message::new(TOPIC, format!("{i:05}"))))
+        .collect();
+    // Await in reverse: the order was fixed at call time.
+    let mut results = Vec::new();
+    for f in futures.into_iter().rev() {
+        results.push(f.await.unwrap());
+    }
+    let stored: Vec<Vec<u8>> = bodies(&b0, TOPIC);
+    let expected: Vec<Vec<u8>> = (0..2000).map(|i| format!("{i:05}").into_bytes()).collect();
+    assert_eq!(stored, expected);
+    results.reverse();
+    assert!(results.windows(2).all(|w| w[0].offset < w[1].offset));
+    producer.close().await;
+}
+
+/// With `max_in_flight(2)` and slow answers, extra sends wait for room
+/// (backpressure) instead of failing, and all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_connection_makes_sends_wait() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let producer = producer(&root).max_in_flight(2).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    b0.delay_responses(std::time::Duration::from_millis(150));
+    let started = tokio::time::Instant::now();
+    let results =
+        join_all((0..10).map(|i| producer.send(Message::new(TOPIC, format!("bp{i}"))))).await;
+    let took = started.elapsed();
+    for r in results {
+        r.unwrap();
+    }
+    // Five rounds of two, each answered after 150 ms.
+    assert!(
+        took >= std::time::Duration::from_millis(700),
+        "only {took:?}: not limited"
+    );
+    assert_eq!(bodies(&b0, TOPIC).len(), 10);
+    producer.close().await;
+}
