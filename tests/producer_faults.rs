@@ -138,6 +138,19 @@ async fn stalled_broker_is_avoided_and_keyed_sends_fail_promptly() {
     }
     assert_eq!(bodies(&b1, TOPIC), vec![b"keyed-again".to_vec(); 3]);
     assert_eq!(bodies(&b0, TOPIC).len(), 123);
+    // Broker 1 is avoided for a bounded time only: keyless sends return to it.
+    eventually(
+        Duration::from_secs(15),
+        "a keyless send on broker 1 again",
+        || {
+            let producer = &producer;
+            async move {
+                let sent = producer.send(Message::new(TOPIC, "back")).await.unwrap();
+                (sent.partition.broker_id == 1).then_some(())
+            }
+        },
+    )
+    .await;
     producer.close().await;
 }
 
@@ -362,6 +375,257 @@ async fn heartbeat_finds_a_silent_broker_under_steady_writes() {
     _b0.stall(false);
     for send in sends {
         let _ = send.await;
+    }
+    producer.close().await;
+}
+
+/// Every broker stalled: a keyless send makes its three attempts, each on
+/// its share of the one send timeout, the first two on different brokers,
+/// and the error lists them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_listed_when_all_brokers_fail() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 1)]).await;
+    let send_timeout = Duration::from_millis(1500);
+    let producer = producer(&root)
+        .send_timeout(send_timeout)
+        .retries(2)
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &[parts(0, 1), parts(1, 1)].concat()).await;
+    b0.stall(true);
+    b1.stall(true);
+
+    let started = Instant::now();
+    let error = producer
+        .send(Message::new(TOPIC, "nowhere"))
+        .await
+        .expect_err("nobody answers");
+    let elapsed = started.elapsed();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert_eq!(error.delivery(), Some(Delivery::MaybeSent));
+    assert!(
+        elapsed >= send_timeout - Duration::from_millis(50),
+        "{elapsed:?}"
+    );
+    assert!(
+        elapsed <= send_timeout + Duration::from_millis(500),
+        "{elapsed:?}"
+    );
+    let attempts = error.attempts();
+    assert_eq!(attempts.len(), 3, "{error}");
+    assert_ne!(
+        attempts[0].broker, attempts[1].broker,
+        "the retry went to the same broker"
+    );
+    for (i, attempt) in attempts.iter().enumerate() {
+        assert_eq!(attempt.delivery, Delivery::MaybeSent);
+        assert!(attempt.cause.contains("no answer"), "{}", attempt.cause);
+        // Each attempt had about a third of the budget.
+        let expected = send_timeout * (i as u32 + 1) / 3;
+        assert!(
+            attempt.elapsed >= expected - Duration::from_millis(50)
+                && attempt.elapsed <= expected + Duration::from_millis(400),
+            "attempt {i} ended after {:?}: {error}",
+            attempt.elapsed
+        );
+    }
+    let text = error.to_string();
+    assert!(
+        text.contains("3 attempt(s)") && text.contains("#3"),
+        "{text}"
+    );
+    producer.close().await;
+}
+
+/// Brokers cutting every connection, one broker at a time: the producer
+/// reconnects, keyless sends caught by a cut are retried, none fails, and
+/// both brokers get traffic afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_are_reopened_and_sends_retried() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 2)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
+
+    let sender = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut acked = 0usize;
+            let mut i = 0;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                let batch = (0..20).map(|_| {
+                    i += 1;
+                    producer.send(Message::new(TOPIC, format!("cut-{i}")))
+                });
+                for result in join_all(batch.collect::<Vec<_>>()).await {
+                    result.unwrap_or_else(|e| panic!("a send failed: {e}"));
+                    acked += 1;
+                }
+            }
+            acked
+        })
+    };
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if round % 2 == 0 { &b0 } else { &b1 }.drop_connections();
+    }
+    let acked = sender.await.unwrap();
+    let stored = bodies(&b0, TOPIC).len() + bodies(&b1, TOPIC).len();
+    assert!(stored >= acked, "{stored} stored < {acked} acknowledged");
+    // A broker whose connection failed is avoided for a bounded time
+    // (5 s by default), then used again.
+    let (n0, n1) = (b0.records(Some(TOPIC)).len(), b1.records(Some(TOPIC)).len());
+    eventually(
+        Duration::from_secs(15),
+        "traffic on both brokers again",
+        || {
+            let (producer, b0, b1) = (&producer, &b0, &b1);
+            async move {
+                producer.send(Message::new(TOPIC, "after")).await.unwrap();
+                (b0.records(Some(TOPIC)).len() > n0 && b1.records(Some(TOPIC)).len() > n1)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(other_connections(b0.local_addr()).await, 1);
+    assert_eq!(other_connections(b1.local_addr()).await, 1);
+    producer.close().await;
+}
+
+/// A broker of the test's own that answers its first connection's put with
+/// garbage, its second's with an unknown opaque, and later ones properly.
+/// Registered in ZooKeeper by hand, as a MetaQ master of `topic`.
+struct FakeBroker {
+    _zk: zookeeper_client::Client,
+    addr: std::net::SocketAddr,
+}
+
+impl FakeBroker {
+    async fn start(root: &str, id: u32, topic: &str) -> FakeBroker {
+        use futures::StreamExt;
+        use metaq::discovery::{TopicBroker, ZkPaths};
+        use metaq::protocol::{Request, Response, ServerCodec};
+        use tokio::io::AsyncWriteExt;
+        use zookeeper_client::{Acls, CreateMode};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut connection = 0;
+            while let Ok((stream, _)) = listener.accept().await {
+                connection += 1;
+                let serial = connection;
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut frames =
+                        tokio_util::codec::FramedRead::new(read, ServerCodec::default());
+                    let mut offset = 0i64;
+                    while let Some(Ok(request)) = frames.next().await {
+                        let Some(opaque) = request.opaque() else {
+                            break;
+                        };
+                        let mut out = bytes::BytesMut::new();
+                        match (&request, serial) {
+                            (Request::Put(_), 1) => out.extend_from_slice(b"garbage here\r\n"),
+                            (Request::Put(_), 2) => {
+                                Response::text(StatusCode(200), opaque ^ 0x5555, "1 0 0")
+                                    .encode(&mut out)
+                                    .unwrap();
+                            }
+                            (Request::Put(_), _) => {
+                                Response::text(
+                                    StatusCode(200),
+                                    opaque,
+                                    format!("{offset} 0 {offset}"),
+                                )
+                                .encode(&mut out)
+                                .unwrap();
+                                offset += 1;
+                            }
+                            _ => Response::text(StatusCode(200), opaque, "fake")
+                                .encode(&mut out)
+                                .unwrap(),
+                        }
+                        if write.write_all(&out).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+
+        let zk = zk().client().await;
+        let paths = ZkPaths::new(root);
+        let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        zk.mkdir(&paths.broker(id), &persistent).await.unwrap();
+        zk.create(
+            &paths.broker_master(id),
+            format!("meta://{addr}").as_bytes(),
+            &ephemeral,
+        )
+        .await
+        .unwrap();
+        zk.mkdir(&paths.topic_pub(topic), &persistent)
+            .await
+            .unwrap();
+        zk.create(
+            &paths.topic_pub_broker(topic, id),
+            TopicBroker::master(id, 1).to_json().as_bytes(),
+            &ephemeral,
+        )
+        .await
+        .unwrap();
+        FakeBroker { _zk: zk, addr }
+    }
+}
+
+/// A garbled answer, then an answer for an unknown opaque: each closes that
+/// connection only (the send fails as "maybe sent"); the producer
+/// reconnects and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_or_unknown_answers_close_only_that_connection() {
+    init_tracing();
+    let root = unique_root();
+    let fake = FakeBroker::start(&root, 3, TOPIC).await;
+    let producer = producer(&root).retries(0).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    assert_eq!(producer.partitions(TOPIC), vec![Partition::new(3, 0)]);
+
+    // Sends while the connection is being reopened fail as not sent; skip those.
+    async fn next_written(producer: &Producer) -> Result<metaq::SendResult, Error> {
+        eventually(
+            Duration::from_secs(10),
+            "a send that reached the broker",
+            || async {
+                match producer.send(Message::new(TOPIC, "x")).await {
+                    Err(Error::NotSent { .. }) => None,
+                    other => Some(other),
+                }
+            },
+        )
+        .await
+    }
+    let error = next_written(&producer).await.expect_err("garbled answer");
+    assert!(matches!(error, Error::ConnectionLost { .. }), "{error:?}");
+    assert!(error.to_string().contains("garbled"), "{error}");
+    let error = next_written(&producer).await.expect_err("unknown opaque");
+    assert!(matches!(error, Error::ConnectionLost { .. }), "{error:?}");
+    assert!(error.to_string().contains("unknown opaque"), "{error}");
+    for expected in 0..3 {
+        let sent = next_written(&producer).await.unwrap();
+        assert_eq!(sent.offset, expected);
+        assert_eq!(sent.broker.port, fake.addr.port());
     }
     producer.close().await;
 }

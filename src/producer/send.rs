@@ -120,24 +120,34 @@ impl ProducerInner {
                 reason: "no broker serves this topic (still watching ZooKeeper for one)".into(),
             });
         }
-        let usable = |p: Partition| {
-            !avoid.contains(&p.broker_id) && route.connection(p).is_some_and(|c| c.is_usable())
-        };
-        let selection = Selection::new(
-            message.topic(),
-            &route.partitions,
-            message,
-            sequence,
-            &usable,
-        );
-        let partition =
-            self.config
-                .selector
-                .select(&selection)
-                .ok_or_else(|| Error::NoPartition {
-                    topic: message.topic().to_owned(),
-                    reason: "the partition selector chose none".into(),
-                })?;
+        // Fitness tiers, best first. The selector sees one at a time as
+        // "usable"; a built-in selector that finds nothing usable falls back
+        // to an arbitrary partition, so when its answer is not in the tier
+        // the next, looser tier is tried. Without the middle tiers a retry
+        // whose other brokers were all merely suspected (e.g. one that lost
+        // its connection a moment ago and is back) fell back blindly, often
+        // to the broker this send had just failed on and that is down.
+        let connected = |p: Partition| route.connection(p).is_some_and(|c| c.is_ready());
+        let untried = |p: Partition| !avoid.contains(&p.broker_id);
+        let healthy =
+            |p: Partition| untried(p) && route.connection(p).is_some_and(|c| c.is_usable());
+        let connected_untried = |p: Partition| untried(p) && connected(p);
+        let tiers: [&(dyn Fn(Partition) -> bool + Sync); 4] =
+            [&healthy, &connected_untried, &connected, &untried];
+        let mut chosen = None;
+        for tier in tiers {
+            let selection =
+                Selection::new(message.topic(), &route.partitions, message, sequence, tier);
+            let partition = self.config.selector.select(&selection);
+            chosen = partition;
+            if partition.is_none_or(tier) {
+                break;
+            }
+        }
+        let partition = chosen.ok_or_else(|| Error::NoPartition {
+            topic: message.topic().to_owned(),
+            reason: "the partition selector chose none".into(),
+        })?;
         let connection =
             route
                 .connection(partition)
