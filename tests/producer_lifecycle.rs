@@ -329,3 +329,37 @@ async fn dropping_the_last_handle_stops_background_tasks() {
     no_task_left(&runtime).await;
     runtime.shutdown_background();
 }
+
+/// A broker leaves just before `close()`: its connection, kept open a
+/// while for answers in flight, is closed with the rest, and no task waits
+/// out that delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_right_after_a_broker_left_leaves_no_task() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 2)]).await;
+    let runtime = producer_runtime();
+    let handle = runtime.handle().clone();
+    // The removed broker's connection would be kept for the send timeout.
+    let builder = producer(&root).send_timeout(Duration::from_secs(60));
+    let producer: Producer = on(&handle, async move { builder.build().await.unwrap() }).await;
+    let p = producer.clone();
+    on(&handle, async move { p.publish(TOPIC).await.unwrap() }).await;
+    wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
+
+    b1.unregister().await.unwrap();
+    wait_partitions(&producer, TOPIC, &parts(0, 2)).await;
+    assert_eq!(
+        other_connections(b1.local_addr()).await,
+        1,
+        "kept for answers in flight"
+    );
+    let p = producer.clone();
+    on(&handle, async move { p.close().await }).await;
+    no_connection_left(b0.local_addr()).await;
+    no_connection_left(b1.local_addr()).await;
+    no_task_left(&runtime).await;
+    drop(producer);
+    runtime.shutdown_background();
+}

@@ -95,7 +95,7 @@ pub(crate) fn spawn_route_task(
             loop {
                 let route = routes.borrow_and_update().clone();
                 if let Some(route) = route {
-                    current = apply(&state, &route, current, &pool, &settings).await;
+                    current = apply(&state, &route, current, &pool, &settings, &stop).await;
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -119,6 +119,7 @@ async fn apply(
     mut current: BTreeMap<u32, Connection>,
     pool: &Arc<ConnectionPool>,
     settings: &RouteTaskSettings,
+    stop: &CancellationToken,
 ) -> BTreeMap<u32, Connection> {
     let mut next = BTreeMap::new();
     let mut opened = Vec::new();
@@ -168,9 +169,14 @@ async fn apply(
     if !removed.is_empty() {
         let pool = Arc::clone(pool);
         let delay = settings.close_delay;
-        // Answers to requests already sent there may still come.
+        let stop = stop.clone();
+        // Answers to requests already sent there may still come. On stop
+        // the producer closes every connection itself: do not linger.
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => {}
+            }
             for uri in &removed {
                 pool.release(uri);
             }
