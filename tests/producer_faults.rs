@@ -225,6 +225,25 @@ async fn killed_broker_is_avoided_and_keyed_sends_fail_promptly() {
     );
     assert_eq!(bodies(&b0, TOPIC).len(), 30 + 120);
     producer.close().await;
+
+    // A producer started now sees a registered broker that refuses
+    // connections: publish does not wait for it, sends go to the other.
+    let fresh = producer_support::producer(&root)
+        .send_timeout(send_timeout)
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    fresh.publish(TOPIC).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "publish waited {:?} for a dead broker",
+        started.elapsed()
+    );
+    assert_eq!(fresh.partitions(TOPIC), all);
+    let used = keyless_all_succeed(&fresh, 30, send_timeout).await;
+    assert!(used.iter().all(|p| p.broker_id == 0), "{used:?}");
+    fresh.close().await;
 }
 
 /// An error answer is final: `Rejected` with the code and the body, one

@@ -55,7 +55,9 @@ struct Shared {
     ready: AtomicBool,
     /// Milliseconds since [`epoch`] before which the broker is avoided.
     suspect_until: AtomicU64,
-    state: watch::Sender<bool>,
+    /// `None` until the first connection attempt ends, then whether the
+    /// socket is up.
+    state: watch::Sender<Option<bool>>,
     permits: Arc<Semaphore>,
     close: CancellationToken,
 }
@@ -81,7 +83,7 @@ impl Connection {
     /// [`close`](Self::close) is called or every handle is dropped.
     pub(crate) fn open(uri: BrokerUri, settings: ConnectionSettings) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        let (state, _) = watch::channel(false);
+        let (state, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             uri: uri.clone(),
             ready: AtomicBool::new(false),
@@ -125,12 +127,17 @@ impl Connection {
         }
     }
 
-    /// Waits until the socket is up, at most `wait`. True if it is.
-    pub(crate) async fn wait_ready(&self, wait: Duration) -> bool {
+    /// Waits until the first connection attempt has ended, at most `wait`.
+    /// True if the socket is up. A broker that refuses connections (dead
+    /// but still registered) answers at once, so a route is not held back
+    /// for it.
+    pub(crate) async fn wait_first_attempt(&self, wait: Duration) -> bool {
         let mut state = self.shared.state.subscribe();
-        tokio::time::timeout(wait, state.wait_for(|ready| *ready))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let up = match tokio::time::timeout(wait, state.wait_for(Option::is_some)).await {
+            Ok(Ok(ready)) => *ready == Some(true),
+            _ => false,
+        };
+        up
     }
 
     /// A slot for one more request in flight, without waiting.
@@ -184,7 +191,7 @@ fn millis_since_epoch() -> u64 {
 
 fn set_ready(shared: &Shared, ready: bool) {
     shared.ready.store(ready, Ordering::Release);
-    shared.state.send_replace(ready);
+    shared.state.send_replace(Some(ready));
 }
 
 /// Connects, serves a session, and reconnects with jittered backoff.
@@ -214,8 +221,14 @@ async fn supervise(
                     SessionEnd::Failed(reason) => warn!(%reason, "connection lost; reconnecting"),
                 }
             }
-            Ok(Err(e)) => debug!(error = %e, "connect failed"),
-            Err(_) => debug!(timeout = ?settings.connect_timeout, "connect timed out"),
+            Ok(Err(e)) => {
+                debug!(error = %e, "connect failed");
+                set_ready(&shared, false);
+            }
+            Err(_) => {
+                debug!(timeout = ?settings.connect_timeout, "connect timed out");
+                set_ready(&shared, false);
+            }
         }
         // Down: anything queued meanwhile fails at once (it was never written).
         let delay = tokio::time::sleep(backoff.next_delay());
