@@ -648,3 +648,39 @@ async fn garbled_or_unknown_answers_close_only_that_connection() {
     }
     producer.close().await;
 }
+
+/// Requests that timed out (their answers never came) do not keep taking
+/// room on the connection: once the broker answers again, sends go through
+/// even with `max_in_flight` as small as the number of lost requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_requests_free_their_room_on_the_connection() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let producer = producer(&root)
+        .max_in_flight(4)
+        .send_timeout(Duration::from_millis(500))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    b0.stall(true);
+    let lost =
+        join_all((0..4).map(|i| producer.send(Message::new(TOPIC, format!("lost-{i}"))))).await;
+    for result in lost {
+        let error = result.expect_err("stalled");
+        assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    }
+    b0.stall(false);
+    for i in 0..10 {
+        producer
+            .send(Message::new(TOPIC, format!("after-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("send {i} after the stall: {e}"));
+    }
+    assert_eq!(bodies(&b0, TOPIC).len(), 10);
+    // The same connection all along: nothing was reset.
+    assert_eq!(other_connections(b0.local_addr()).await, 1);
+    producer.close().await;
+}

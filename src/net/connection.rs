@@ -46,8 +46,6 @@ pub(crate) struct Request {
     pub(crate) opaque: i32,
     pub(crate) frame: Bytes,
     pub(crate) reply: oneshot::Sender<Result<Response, ConnError>>,
-    /// Held until the answer arrives: bounds the requests in flight.
-    pub(crate) permit: OwnedSemaphorePermit,
 }
 
 struct Shared {
@@ -140,13 +138,16 @@ impl Connection {
         up
     }
 
-    /// A slot for one more request in flight, without waiting.
+    /// A slot for one more request in flight, without waiting. The caller
+    /// holds it until it has the answer or gives up (timeout, dropped
+    /// future), so a request whose answer never comes does not take room
+    /// for ever.
     pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.shared.permits).try_acquire_owned().ok()
     }
 
-    /// A slot for one more request in flight; waits while the connection
-    /// has `max_in_flight` requests unanswered (backpressure).
+    /// A slot for one more request in flight; waits while `max_in_flight`
+    /// callers are waiting for answers on this connection (backpressure).
     pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.shared.permits).acquire_owned().await.ok()
     }
@@ -157,7 +158,6 @@ impl Connection {
         &self,
         opaque: i32,
         frame: Bytes,
-        permit: OwnedSemaphorePermit,
     ) -> oneshot::Receiver<Result<Response, ConnError>> {
         let (reply, answer) = oneshot::channel();
         if !self.is_ready() {
@@ -168,7 +168,6 @@ impl Connection {
             opaque,
             frame,
             reply,
-            permit,
         };
         if let Err(mpsc::error::SendError(request)) = self.requests.send(request) {
             let _ = request

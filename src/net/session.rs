@@ -42,7 +42,6 @@ struct InFlight {
     reply: tokio::sync::oneshot::Sender<Result<crate::protocol::Response, ConnError>>,
     /// Stream position just past this request's frame.
     end: u64,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 struct Heartbeat {
@@ -181,7 +180,6 @@ fn accept(
         InFlight {
             reply: request.reply,
             end: *queued,
-            _permit: request.permit,
         },
     );
 }

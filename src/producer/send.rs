@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::topics::TopicState;
@@ -28,6 +28,9 @@ pub(crate) struct InFlight {
     partition: Partition,
     connection: Connection,
     answer: oneshot::Receiver<std::result::Result<Response, ConnError>>,
+    /// Room on the connection, held until the answer came or this attempt
+    /// gave up (backpressure).
+    permit: OwnedSemaphorePermit,
 }
 
 /// Why an attempt could not even be queued synchronously.
@@ -56,11 +59,12 @@ impl ProducerInner {
             return Err(NotQueued::Later);
         };
         let (opaque, frame) = encode(message, partition).map_err(NotQueued::Failed)?;
-        let answer = connection.submit(opaque, frame, permit);
+        let answer = connection.submit(opaque, frame);
         Ok(InFlight {
             partition,
             connection,
             answer,
+            permit,
         })
     }
 
@@ -88,11 +92,12 @@ impl ProducerInner {
             }
         };
         let (opaque, frame) = encode(message, partition)?;
-        let answer = connection.submit(opaque, frame, permit);
+        let answer = connection.submit(opaque, frame);
         Ok(InFlight {
             partition,
             connection,
             answer,
+            permit,
         })
     }
 
@@ -245,6 +250,7 @@ async fn wait(
         partition,
         connection,
         answer,
+        permit: _permit,
     } = in_flight;
     let topic = message.topic().to_owned();
     let broker: BrokerUri = connection.uri().clone();
