@@ -684,3 +684,36 @@ async fn timed_out_requests_free_their_room_on_the_connection() {
     assert_eq!(other_connections(b0.local_addr()).await, 1);
     producer.close().await;
 }
+
+/// A send that finds no room on its connection before the send timeout
+/// fails as "not sent", and its error lists that attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_room_before_the_timeout_is_not_sent_with_its_attempt() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let producer = producer(&root)
+        .max_in_flight(1)
+        .send_timeout(Duration::from_millis(500))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    b0.delay_responses(Duration::from_secs(2));
+    // Queued at once, holding the connection's only slot until it is
+    // awaited and gives up.
+    let first = producer.send(Message::new(TOPIC, "slow"));
+    let error = producer
+        .send(Message::new(TOPIC, "waits"))
+        .await
+        .expect_err("no room");
+    let first = first.await.expect_err("answered too late");
+    assert_eq!(first.delivery(), Some(Delivery::MaybeSent));
+    assert!(matches!(error, Error::NotSent { .. }), "{error:?}");
+    assert_eq!(error.attempts().len(), 1, "{error}");
+    assert_eq!(error.attempts()[0].broker, b0.uri());
+    assert!(error.attempts()[0].cause.contains("no room"), "{error}");
+    b0.delay_responses(Duration::ZERO);
+    producer.close().await;
+}

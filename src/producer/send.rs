@@ -211,7 +211,25 @@ pub(crate) async fn drive(
         };
         let in_flight = match queued {
             Ok(in_flight) => in_flight,
-            Err(e) => return Err(with_attempts(e, attempts)),
+            Err(e) => {
+                // An attempt that got as far as a broker (and found no room) is listed too.
+                if let Error::NotSent {
+                    broker,
+                    partition,
+                    cause,
+                    ..
+                } = &e
+                {
+                    attempts.0.push(Attempt {
+                        broker: broker.clone(),
+                        partition: *partition,
+                        elapsed: start.elapsed(),
+                        delivery: Delivery::NotSent,
+                        cause: cause.clone(),
+                    });
+                }
+                return Err(with_attempts(e, attempts));
+            }
         };
         // Each attempt gets its share of what is left.
         let left = deadline.saturating_duration_since(Instant::now());
