@@ -363,3 +363,44 @@ async fn close_right_after_a_broker_left_leaves_no_task() {
     drop(producer);
     runtime.shutdown_background();
 }
+
+/// `build()` fails with a typed error: unreachable ZooKeeper (after the
+/// connect timeout), unusable settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_fails_with_typed_errors() {
+    init_tracing();
+    // Nothing listens on port 1.
+    let started = Instant::now();
+    let error = Producer::builder("127.0.0.1:1")
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::ZooKeeper {
+                operation: "connect",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(error.delivery(), None);
+
+    let root = unique_root();
+    for builder in [
+        producer(&root).send_timeout(Duration::ZERO),
+        producer(&root).max_in_flight(0),
+        producer(&root).max_message_size(0),
+        producer(&root).default_topic("bad topic"),
+    ] {
+        let error = builder.build().await.unwrap_err();
+        assert!(matches!(error, Error::Config { .. }), "{error:?}");
+    }
+}

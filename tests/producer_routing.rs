@@ -238,3 +238,97 @@ async fn full_connection_makes_sends_wait() {
     assert_eq!(bodies(&b0, TOPIC).len(), 10);
     producer.close().await;
 }
+
+/// Topics on the same broker share one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_share_one_connection_per_broker() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[("alpha", 2), ("beta", 3)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish("alpha").await.unwrap();
+    producer.publish("beta").await.unwrap();
+    producer.publish("alpha").await.unwrap(); // idempotent
+    for i in 0..10 {
+        producer
+            .send(Message::new("alpha", format!("a{i}")))
+            .await
+            .unwrap();
+        producer
+            .send(Message::new("beta", format!("b{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(other_connections(b0.local_addr()).await, 1);
+    assert_eq!(bodies(&b0, "alpha").len(), 10);
+    assert_eq!(bodies(&b0, "beta").len(), 10);
+    producer.close().await;
+}
+
+/// With a default topic, a topic no broker lists yet goes to the default
+/// topic's partitions (MetaQ `setDefaultTopic`); once the broker (which
+/// accepts it through a wildcard) registers it, its own route is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_topic_carries_topics_not_yet_in_zookeeper() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[("default", 2), ("adhoc-*", 2)]).await;
+    let producer = producer(&root)
+        .default_topic("default")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(producer.partitions("default"), parts(0, 2));
+
+    let sent = producer
+        .send(Message::new("adhoc-1", "first"))
+        .await
+        .unwrap();
+    assert_eq!(sent.partition.broker_id, 0);
+    assert_eq!(bodies(&b0, "adhoc-1"), vec![b"first".to_vec()]);
+    assert!(bodies(&b0, "default").is_empty());
+    // The broker registered the new topic: the producer follows it.
+    wait_partitions(&producer, "adhoc-1", &parts(0, 2)).await;
+    producer
+        .send(Message::new("adhoc-1", "second"))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&b0, "adhoc-1").len(), 2);
+    producer.close().await;
+}
+
+/// A chroot in the connect string: brokers and producer under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_in_the_connect_string() {
+    init_tracing();
+    let chroot = unique_root();
+    // The chroot node must exist.
+    let client = zk().client().await;
+    client
+        .create(
+            &chroot,
+            b"",
+            &zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let connect = format!("{}{chroot}", zk().connect_string());
+    let dir = tempfile::TempDir::with_prefix("metaq-chroot-").unwrap();
+    let mut config =
+        metaq::testkit::test_broker_config(zk(), "/meta", 0, dir.path(), &[(TOPIC, 2)]);
+    config.zk_connect = connect.clone();
+    let b0 = metaq::testkit::TestBroker::start_with(config, dir).await;
+    let producer = metaq::Producer::builder(connect).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    producer
+        .send(Message::new(TOPIC, "chrooted"))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&b0, TOPIC), vec![b"chrooted".to_vec()]);
+    assert!(client
+        .get_data(&format!("{chroot}/meta/brokers/ids/0/master"))
+        .await
+        .is_ok());
+    producer.close().await;
+}
