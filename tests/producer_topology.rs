@@ -327,3 +327,53 @@ async fn expired_zookeeper_session_recovers_by_itself() {
     );
     producer.close().await;
 }
+
+/// Malformed data written into ZooKeeper mid-stream (bad JSON for one
+/// broker, then for both, then a bad address) never fails a send and
+/// never empties the route the producer sends by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_zookeeper_data_never_stops_sends() {
+    use metaq::discovery::ZkPaths;
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 2)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (log, task) = send_loop(producer.clone(), "bad", Duration::from_millis(2), stop.clone());
+
+    let client = zk().client().await;
+    let paths = ZkPaths::new(&root);
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+    client
+        .set_data(&paths.topic_pub_broker(TOPIC, 1), b"{not json", None)
+        .await
+        .unwrap();
+    settle().await;
+    assert!(!producer.partitions(TOPIC).is_empty());
+    client
+        .set_data(&paths.topic_pub_broker(TOPIC, 0), br#"{"numParts":-5,"broker":"0-m"}"#, None)
+        .await
+        .unwrap();
+    settle().await;
+    assert!(!producer.partitions(TOPIC).is_empty(), "the route was emptied");
+    client
+        .set_data(&paths.broker_master(0), b"not an address", None)
+        .await
+        .unwrap();
+    settle().await;
+    assert!(!producer.partitions(TOPIC).is_empty(), "the route was emptied");
+
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    assert_all_ok(&log);
+    assert!(log.sends.len() > 100, "{} sends", log.sends.len());
+    assert_eq!(
+        bodies(&b0, TOPIC).len() + bodies(&b1, TOPIC).len(),
+        log.sends.len()
+    );
+    producer.close().await;
+}
