@@ -46,8 +46,6 @@ pub(crate) struct Request {
     pub(crate) opaque: i32,
     pub(crate) frame: Bytes,
     pub(crate) reply: oneshot::Sender<Result<Response, ConnError>>,
-    /// Held until the answer arrives: bounds the requests in flight.
-    pub(crate) permit: OwnedSemaphorePermit,
     /// Only write it on this socket generation (see [`Connection::epoch`]).
     pub(crate) epoch: Option<u64>,
 }
@@ -59,7 +57,9 @@ struct Shared {
     suspect_until: AtomicU64,
     /// Socket generation: incremented each time a connection is established.
     epoch: AtomicU64,
-    state: watch::Sender<bool>,
+    /// `None` until the first connection attempt ends, then whether the
+    /// socket is up.
+    state: watch::Sender<Option<bool>>,
     permits: Arc<Semaphore>,
     close: CancellationToken,
 }
@@ -85,7 +85,7 @@ impl Connection {
     /// [`close`](Self::close) is called or every handle is dropped.
     pub(crate) fn open(uri: BrokerUri, settings: ConnectionSettings) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        let (state, _) = watch::channel(false);
+        let (state, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             uri: uri.clone(),
             ready: AtomicBool::new(false),
@@ -137,21 +137,29 @@ impl Connection {
         self.shared.epoch.load(Ordering::Acquire)
     }
 
-    /// Waits until the socket is up, at most `wait`. True if it is.
-    pub(crate) async fn wait_ready(&self, wait: Duration) -> bool {
+    /// Waits until the first connection attempt has ended, at most `wait`.
+    /// True if the socket is up. A broker that refuses connections (dead
+    /// but still registered) answers at once, so a route is not held back
+    /// for it.
+    pub(crate) async fn wait_first_attempt(&self, wait: Duration) -> bool {
         let mut state = self.shared.state.subscribe();
-        tokio::time::timeout(wait, state.wait_for(|ready| *ready))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let up = match tokio::time::timeout(wait, state.wait_for(Option::is_some)).await {
+            Ok(Ok(ready)) => *ready == Some(true),
+            _ => false,
+        };
+        up
     }
 
-    /// A slot for one more request in flight, without waiting.
+    /// A slot for one more request in flight, without waiting. The caller
+    /// holds it until it has the answer or gives up (timeout, dropped
+    /// future), so a request whose answer never comes does not take room
+    /// for ever.
     pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.shared.permits).try_acquire_owned().ok()
     }
 
-    /// A slot for one more request in flight; waits while the connection
-    /// has `max_in_flight` requests unanswered (backpressure).
+    /// A slot for one more request in flight; waits while `max_in_flight`
+    /// callers are waiting for answers on this connection (backpressure).
     pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.shared.permits).acquire_owned().await.ok()
     }
@@ -162,9 +170,8 @@ impl Connection {
         &self,
         opaque: i32,
         frame: Bytes,
-        permit: OwnedSemaphorePermit,
     ) -> oneshot::Receiver<Result<Response, ConnError>> {
-        self.submit_on(None, opaque, frame, permit)
+        self.submit_on(None, opaque, frame)
     }
 
     /// Like [`submit`](Self::submit), but only written on socket generation
@@ -174,7 +181,6 @@ impl Connection {
         epoch: Option<u64>,
         opaque: i32,
         frame: Bytes,
-        permit: OwnedSemaphorePermit,
     ) -> oneshot::Receiver<Result<Response, ConnError>> {
         let (reply, answer) = oneshot::channel();
         if !self.is_ready() {
@@ -185,7 +191,6 @@ impl Connection {
             opaque,
             frame,
             reply,
-            permit,
             epoch,
         };
         if let Err(mpsc::error::SendError(request)) = self.requests.send(request) {
@@ -209,7 +214,7 @@ fn millis_since_epoch() -> u64 {
 
 fn set_ready(shared: &Shared, ready: bool) {
     shared.ready.store(ready, Ordering::Release);
-    shared.state.send_replace(ready);
+    shared.state.send_replace(Some(ready));
 }
 
 /// Connects, serves a session, and reconnects with jittered backoff.
@@ -240,8 +245,14 @@ async fn supervise(
                     SessionEnd::Failed(reason) => warn!(%reason, "connection lost; reconnecting"),
                 }
             }
-            Ok(Err(e)) => debug!(error = %e, "connect failed"),
-            Err(_) => debug!(timeout = ?settings.connect_timeout, "connect timed out"),
+            Ok(Err(e)) => {
+                debug!(error = %e, "connect failed");
+                set_ready(&shared, false);
+            }
+            Err(_) => {
+                debug!(timeout = ?settings.connect_timeout, "connect timed out");
+                set_ready(&shared, false);
+            }
         }
         // Down: anything queued meanwhile fails at once (it was never written).
         let delay = tokio::time::sleep(backoff.next_delay());

@@ -42,7 +42,6 @@ struct InFlight {
     reply: tokio::sync::oneshot::Sender<Result<crate::protocol::Response, ConnError>>,
     /// Stream position just past this request's frame.
     end: u64,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 struct Heartbeat {
@@ -67,21 +66,24 @@ pub(crate) async fn run_session(
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut queued: u64 = 0; // bytes ever put in `out`
     let mut written: u64 = 0; // bytes ever written to the socket
-    let mut last_traffic = Instant::now();
+                              // Idleness is measured on what the broker sends: a broker that reads
+                              // requests but never answers must be heartbeaten even while requests
+                              // keep being written to it.
+    let mut last_read = Instant::now();
     let mut heartbeat: Option<Heartbeat> = None;
     let mut heartbeat_failures = 0;
 
     let end = loop {
         let check_at = match &heartbeat {
             Some(h) => h.deadline,
-            None => last_traffic + settings.heartbeat_interval,
+            None => last_read + settings.heartbeat_interval,
         };
         tokio::select! {
             biased;
             _ = close.cancelled() => break SessionEnd::Closed,
             frame = answers.next() => match frame {
                 Some(Ok(response)) => {
-                    last_traffic = Instant::now();
+                    last_read = Instant::now();
                     if heartbeat.as_ref().is_some_and(|h| h.opaque == response.opaque) {
                         heartbeat = None;
                         if response.code.is_success() {
@@ -107,7 +109,6 @@ pub(crate) async fn run_session(
                 Ok(n) => {
                     out.advance(n);
                     written += n as u64;
-                    last_traffic = Instant::now();
                 }
                 Err(e) => break SessionEnd::Failed(format!("write failed: {e}")),
             },
@@ -187,7 +188,6 @@ fn accept(
         InFlight {
             reply: request.reply,
             end: *queued,
-            _permit: request.permit,
         },
     );
 }

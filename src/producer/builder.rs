@@ -110,9 +110,11 @@ impl ProducerBuilder {
         self
     }
 
-    /// Idle time after which a connection sends a `version` heartbeat.
-    /// Default 10 s; the answer must come within 5 s or the connection is
-    /// dropped and reopened.
+    /// Time without anything received from the broker after which a
+    /// connection sends a `version` heartbeat (so a broker that takes
+    /// requests but stops answering is found even while requests are being
+    /// written). Default 10 s; the answer must come within 5 s or the
+    /// connection is dropped and reopened.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.config.heartbeat_interval = interval;
         self

@@ -132,7 +132,8 @@ impl Producer {
             }),
         };
         if let Some(topic) = producer.inner.config.default_topic.clone() {
-            producer.inner.ensure_topic(&topic).await?;
+            let wait = producer.inner.config.publish_timeout;
+            producer.inner.ensure_topic(&topic, wait).await?;
         }
         Ok(producer)
     }
@@ -146,8 +147,10 @@ impl Producer {
         self.inner.check_open()?;
         validate_topic(topic).map_err(|e| Error::invalid(topic, e))?;
         let wait = self.inner.config.publish_timeout;
-        let state = self.inner.ensure_topic(topic).await?;
-        if state.wait_non_empty(wait).await {
+        let deadline = tokio::time::Instant::now() + wait;
+        let state = self.inner.ensure_topic(topic, wait).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if state.wait_non_empty(left).await {
             Ok(())
         } else {
             Err(Error::TopicUnavailable {
@@ -195,6 +198,13 @@ impl Producer {
             .topic(topic)
             .map(|t| t.route.load().partitions.clone())
             .unwrap_or_default()
+    }
+
+    /// The producer's current ZooKeeper session (`None` while a new one is
+    /// being opened, or after close). For tests that force its expiry.
+    #[doc(hidden)]
+    pub fn zk_session_info(&self) -> Option<zookeeper_client::SessionInfo> {
+        self.inner.discovery.session_info()
     }
 
     /// Stops new sends, waits for those in flight (at most the send timeout
@@ -276,10 +286,9 @@ impl ProducerInner {
         state
     }
 
-    /// Subscribes if needed and waits for discovery's first answer.
-    pub(crate) async fn ensure_topic(&self, name: &str) -> Result<Arc<TopicState>> {
+    /// Subscribes if needed and waits for discovery's first answer, at most `wait`.
+    pub(crate) async fn ensure_topic(&self, name: &str, wait: Duration) -> Result<Arc<TopicState>> {
         let state = self.subscribe(name);
-        let wait = self.config.publish_timeout;
         if state.wait_first_route(wait).await {
             Ok(state)
         } else {

@@ -40,6 +40,11 @@ impl<'a> Selection<'a> {
     /// connection is up, it has not just failed, and this send has not
     /// already tried it. Selectors that may move messages should skip
     /// partitions that are not usable.
+    ///
+    /// When the selector answers with a partition that is not usable (none
+    /// was), it is asked again with looser standards, in turn: connected
+    /// and not tried by this send; connected; not tried by this send. The
+    /// last answer stands.
     pub fn is_usable(&self, partition: Partition) -> bool {
         (self.usable)(partition)
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::topics::TopicState;
@@ -28,6 +28,9 @@ pub(crate) struct InFlight {
     partition: Partition,
     connection: Connection,
     answer: oneshot::Receiver<std::result::Result<Response, ConnError>>,
+    /// Room on the connection, held until the answer came or this attempt
+    /// gave up (backpressure).
+    permit: OwnedSemaphorePermit,
 }
 
 /// Why an attempt could not even be queued synchronously.
@@ -56,17 +59,24 @@ impl ProducerInner {
             return Err(NotQueued::Later);
         };
         let (opaque, frame) = encode(message, partition, None).map_err(NotQueued::Failed)?;
-        let answer = connection.submit(opaque, frame, permit);
+        let answer = connection.submit(opaque, frame);
         Ok(InFlight {
             partition,
             connection,
             answer,
+            permit,
         })
     }
 
     /// The slow path: publish the topic if needed, wait for room, queue.
+    /// Every wait ends at the send's deadline.
     async fn queue(&self, message: &Message, avoid: &[u32], deadline: Instant) -> Result<InFlight> {
-        let topic = self.ensure_topic(message.topic()).await?;
+        // A topic's first listing may take long (ZooKeeper down): the send
+        // timeout still bounds the send.
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.config.publish_timeout);
+        let topic = self.ensure_topic(message.topic(), wait).await?;
         let (partition, connection) = self.choose(&topic, message, avoid)?;
         let permit = match tokio::time::timeout_at(deadline, connection.permit()).await {
             Ok(Some(permit)) => permit,
@@ -82,11 +92,12 @@ impl ProducerInner {
             }
         };
         let (opaque, frame) = encode(message, partition, None)?;
-        let answer = connection.submit(opaque, frame, permit);
+        let answer = connection.submit(opaque, frame);
         Ok(InFlight {
             partition,
             connection,
             answer,
+            permit,
         })
     }
 
@@ -114,24 +125,34 @@ impl ProducerInner {
                 reason: "no broker serves this topic (still watching ZooKeeper for one)".into(),
             });
         }
-        let usable = |p: Partition| {
-            !avoid.contains(&p.broker_id) && route.connection(p).is_some_and(|c| c.is_usable())
-        };
-        let selection = Selection::new(
-            message.topic(),
-            &route.partitions,
-            message,
-            sequence,
-            &usable,
-        );
-        let partition =
-            self.config
-                .selector
-                .select(&selection)
-                .ok_or_else(|| Error::NoPartition {
-                    topic: message.topic().to_owned(),
-                    reason: "the partition selector chose none".into(),
-                })?;
+        // Fitness tiers, best first. The selector sees one at a time as
+        // "usable"; a built-in selector that finds nothing usable falls back
+        // to an arbitrary partition, so when its answer is not in the tier
+        // the next, looser tier is tried. Without the middle tiers a retry
+        // whose other brokers were all merely suspected (e.g. one that lost
+        // its connection a moment ago and is back) fell back blindly, often
+        // to the broker this send had just failed on and that is down.
+        let connected = |p: Partition| route.connection(p).is_some_and(|c| c.is_ready());
+        let untried = |p: Partition| !avoid.contains(&p.broker_id);
+        let healthy =
+            |p: Partition| untried(p) && route.connection(p).is_some_and(|c| c.is_usable());
+        let connected_untried = |p: Partition| untried(p) && connected(p);
+        let tiers: [&(dyn Fn(Partition) -> bool + Sync); 4] =
+            [&healthy, &connected_untried, &connected, &untried];
+        let mut chosen = None;
+        for tier in tiers {
+            let selection =
+                Selection::new(message.topic(), &route.partitions, message, sequence, tier);
+            let partition = self.config.selector.select(&selection);
+            chosen = partition;
+            if partition.is_none_or(tier) {
+                break;
+            }
+        }
+        let partition = chosen.ok_or_else(|| Error::NoPartition {
+            topic: message.topic().to_owned(),
+            reason: "the partition selector chose none".into(),
+        })?;
         let connection =
             route
                 .connection(partition)
@@ -195,7 +216,25 @@ pub(crate) async fn drive(
         };
         let in_flight = match queued {
             Ok(in_flight) => in_flight,
-            Err(e) => return Err(with_attempts(e, attempts)),
+            Err(e) => {
+                // An attempt that got as far as a broker (and found no room) is listed too.
+                if let Error::NotSent {
+                    broker,
+                    partition,
+                    cause,
+                    ..
+                } = &e
+                {
+                    attempts.0.push(Attempt {
+                        broker: broker.clone(),
+                        partition: *partition,
+                        elapsed: start.elapsed(),
+                        delivery: Delivery::NotSent,
+                        cause: cause.clone(),
+                    });
+                }
+                return Err(with_attempts(e, attempts));
+            }
         };
         // Each attempt gets its share of what is left.
         let left = deadline.saturating_duration_since(Instant::now());
@@ -234,6 +273,7 @@ async fn wait(
         partition,
         connection,
         answer,
+        permit: _permit,
     } = in_flight;
     let topic = message.topic().to_owned();
     let broker: BrokerUri = connection.uri().clone();

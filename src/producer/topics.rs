@@ -74,7 +74,8 @@ impl TopicState {
 /// Settings the route task needs.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteTaskSettings {
-    /// How long to wait for a new broker's connection before using the route anyway.
+    /// How long to wait for a new broker's first connection attempt before
+    /// using the route anyway (a refused connection ends the wait at once).
     pub(crate) connect_wait: Duration,
     /// How long a removed broker's connection stays open for answers in flight.
     pub(crate) close_delay: Duration,
@@ -95,7 +96,7 @@ pub(crate) fn spawn_route_task(
             loop {
                 let route = routes.borrow_and_update().clone();
                 if let Some(route) = route {
-                    current = apply(&state, &route, current, &pool, &settings).await;
+                    current = apply(&state, &route, current, &pool, &settings, &stop).await;
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -111,14 +112,16 @@ pub(crate) fn spawn_route_task(
 }
 
 /// Diffs the connections against the new route: keeps unchanged brokers'
-/// connections, opens new ones (waiting a bounded time for them), then swaps
-/// the route in, then lets go of removed or moved brokers after a delay.
+/// connections, opens new ones (waiting, bounded, for their first connection
+/// attempt to end), then swaps the route in, then lets go of removed or moved
+/// brokers after a delay.
 async fn apply(
     state: &TopicState,
     route: &TopicRoute,
     mut current: BTreeMap<u32, Connection>,
     pool: &Arc<ConnectionPool>,
     settings: &RouteTaskSettings,
+    stop: &CancellationToken,
 ) -> BTreeMap<u32, Connection> {
     let mut next = BTreeMap::new();
     let mut opened = Vec::new();
@@ -140,7 +143,12 @@ async fn apply(
             }
         }
     }
-    let ready = join_all(opened.iter().map(|c| c.wait_ready(settings.connect_wait))).await;
+    let ready = join_all(
+        opened
+            .iter()
+            .map(|c| c.wait_first_attempt(settings.connect_wait)),
+    )
+    .await;
     for (connection, ready) in opened.iter().zip(ready) {
         if !ready {
             warn!(broker = %connection.uri(), "not connected yet; its partitions are avoided until it is");
@@ -168,9 +176,14 @@ async fn apply(
     if !removed.is_empty() {
         let pool = Arc::clone(pool);
         let delay = settings.close_delay;
-        // Answers to requests already sent there may still come.
+        let stop = stop.clone();
+        // Answers to requests already sent there may still come. On stop
+        // the producer closes every connection itself: do not linger.
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => {}
+            }
             for uri in &removed {
                 pool.release(uri);
             }

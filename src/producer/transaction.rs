@@ -140,7 +140,9 @@ impl Transaction {
         if let Some(reason) = &self.broken {
             return Err(self.failed(format!("already broken: {reason}")));
         }
-        let topic = inner.ensure_topic(message.topic()).await?;
+        let topic = inner
+            .ensure_topic(message.topic(), inner.config.send_timeout)
+            .await?;
         let (partition, connection, epoch) = match &self.pinned {
             None => {
                 let (partition, connection) = inner.choose(&topic, &message, &[])?;
@@ -402,12 +404,13 @@ async fn request(
     frame: Bytes,
     wait: Duration,
 ) -> std::result::Result<Response, RequestError> {
-    let permit = tokio::time::timeout(wait, connection.permit())
+    // Held until the answer came or the wait ended (backpressure).
+    let _permit = tokio::time::timeout(wait, connection.permit())
         .await
         .ok()
         .flatten()
         .ok_or_else(|| RequestError::NotWritten("no room on the connection".into()))?;
-    let answer = connection.submit_on(Some(epoch), opaque, frame, permit);
+    let answer = connection.submit_on(Some(epoch), opaque, frame);
     match tokio::time::timeout(wait, answer).await {
         Ok(Ok(Ok(response))) => Ok(response),
         Ok(Ok(Err(ConnError::NotWritten(cause)))) => Err(RequestError::NotWritten(cause)),
