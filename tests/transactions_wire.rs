@@ -729,3 +729,79 @@ async fn a_commit_without_answer_is_outcome_unknown() {
     setup.broker.stall(false);
     producer.close().await;
 }
+/// A send whose future is dropped after its put was written (here: a
+/// caller-side timeout while the broker is slow) leaves the put's fate
+/// unknown to the caller; committing would make visible a message the
+/// caller never saw succeed. The transaction must refuse to commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_send_breaks_the_transaction() {
+    init_tracing();
+    let setup = setup(&[("orders", 2)], &[("orders", 2)]).await;
+    let producer = setup.producer().await;
+    let proxy_uri = setup.proxy.uri();
+
+    let mut tx = producer.begin_transaction().unwrap();
+    let key = tx.key().to_owned();
+    tx.send(Message::new("orders", "confirmed")).await.unwrap();
+    setup.broker.delay_responses(Duration::from_millis(500));
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        tx.send(Message::new("orders", "unseen")),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the caller gave up: {cancelled:?}");
+    eventually("the put was written", Duration::from_secs(5), || {
+        setup.proxy.frames_of(&key).len() == 3
+    })
+    .await;
+    setup.broker.delay_responses(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let error = tx.send(Message::new("orders", "after")).await.unwrap_err();
+    expect_failed(error, &key, &proxy_uri);
+    expect_failed(tx.commit().await.unwrap_err(), &key, &proxy_uri);
+    assert!(
+        setup.stored("orders").is_empty(),
+        "{:?}",
+        setup.stored("orders")
+    );
+    producer.close().await;
+}
+
+/// The first send is cancelled while it waits for BEGIN's answer: the
+/// broker may hold the transaction, so it stays pinned there (a later send
+/// must not BEGIN the same key on another socket or broker), commit
+/// refuses, and the broker is told to roll back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_cancelled_during_begin_keeps_the_transaction_pinned() {
+    init_tracing();
+    let setup = setup(&[("orders", 2)], &[("orders", 2)]).await;
+    let producer = setup.producer().await;
+    let proxy_uri = setup.proxy.uri();
+
+    let mut tx = producer.begin_transaction().unwrap();
+    let key = tx.key().to_owned();
+    setup.broker.delay_responses(Duration::from_millis(500));
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        tx.send(Message::new("orders", "first")),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    setup.broker.delay_responses(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(tx.broker(), Some(&proxy_uri), "BEGIN was written: pinned");
+
+    let error = tx.send(Message::new("orders", "second")).await.unwrap_err();
+    expect_failed(error, &key, &proxy_uri);
+    expect_failed(tx.commit().await.unwrap_err(), &key, &proxy_uri);
+    let kinds: Vec<String> = setup
+        .proxy
+        .frames_of(&key)
+        .iter()
+        .map(|(_, f)| f.tokens()[3].to_owned())
+        .collect();
+    assert_eq!(kinds, ["BEGIN", "ROLLBACK"], "one BEGIN, then a rollback");
+    assert!(setup.stored("orders").is_empty());
+    producer.close().await;
+}

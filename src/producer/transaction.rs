@@ -93,6 +93,13 @@ impl Producer {
     }
 }
 
+/// Why a transaction is broken while a send awaits its answer; it stays so
+/// if the send's future is dropped before the answer comes.
+const CANCELLED_PUT: &str =
+    "a send was cancelled before its answer came; the broker may hold that message";
+const CANCELLED_BEGIN: &str =
+    "a send was cancelled before BEGIN was answered; the broker may hold the transaction";
+
 /// Seconds for BEGIN: at least 1 (0 would mean "no timeout").
 fn whole_seconds(timeout: Duration) -> i32 {
     timeout.as_secs().clamp(1, i32::MAX as u64) as i32
@@ -156,7 +163,12 @@ impl Transaction {
             }
         };
         let (opaque, frame) = encode(&message, partition, Some(&self.key))?;
+        // If this future is dropped before the answer, the put may be held
+        // by the broker although the caller never saw it succeed: until the
+        // answer is in, the transaction counts as broken.
+        self.broken = Some(CANCELLED_PUT.into());
         let answer = request(&connection, epoch, opaque, frame, inner.config.send_timeout).await;
+        self.broken = None;
         match answer {
             Ok(response) if response.code.is_success() => match response.put_result() {
                 Some((message_id, index, offset)) => Ok(SendResult {
@@ -189,16 +201,20 @@ impl Transaction {
         let epoch = connection.epoch();
         let (opaque, frame) = self.command(TransactionKind::Begin, self.timeout_secs)?;
         let wait = self.inner.config.transaction_request_timeout;
+        // Even without an answer the broker may hold the transaction: stay
+        // on it so that a rollback reaches it. Pinned (and broken, in case
+        // this future is dropped before the answer) until the answer is in.
+        self.pinned = Some(Pinned {
+            broker_id,
+            connection: connection.clone(),
+            epoch,
+        });
+        self.broken = Some(CANCELLED_BEGIN.into());
         let answer = request(connection, epoch, opaque, frame, wait).await;
-        let begun_or_maybe = !matches!(answer, Err(RequestError::NotWritten(_)));
-        if begun_or_maybe {
-            // Even without an answer the broker may hold the transaction:
-            // stay on it so that a rollback reaches it.
-            self.pinned = Some(Pinned {
-                broker_id,
-                connection: connection.clone(),
-                epoch,
-            });
+        self.broken = None;
+        if matches!(answer, Err(RequestError::NotWritten(_))) {
+            // Never reached the broker: free to choose again.
+            self.pinned = None;
         }
         match answer {
             Ok(response) if response.code.is_success() => {
