@@ -805,3 +805,38 @@ async fn a_send_cancelled_during_begin_keeps_the_transaction_pinned() {
     assert!(setup.stored("orders").is_empty());
     producer.close().await;
 }
+
+/// `transaction_timeout(0)` means no timeout, as MetaQ's
+/// `setTransactionTimeout(0)`: BEGIN has no timeout token (it must not
+/// become a 1 s timeout that kills every slower transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_transaction_timeout_means_none() {
+    init_tracing();
+    let setup = setup(&[("orders", 2)], &[("orders", 2)]).await;
+    let producer = setup
+        .builder()
+        .transaction_timeout(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    producer.publish("orders").await.unwrap();
+    let mut tx = producer.begin_transaction().unwrap();
+    let key = tx.key().to_owned();
+    tx.send(Message::new("orders", "untimed")).await.unwrap();
+    tx.commit().await.unwrap();
+    let begin = &setup.proxy.frames_of(&key)[0].1;
+    assert_eq!(begin.tokens().len(), 5, "{begin:?}");
+
+    let mut tx = producer
+        .begin_transaction()
+        .unwrap()
+        .with_timeout(Duration::ZERO);
+    let key = tx.key().to_owned();
+    tx.send(Message::new("orders", "untimed too"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let begin = &setup.proxy.frames_of(&key)[0].1;
+    assert_eq!(begin.tokens().len(), 5, "{begin:?}");
+    producer.close().await;
+}

@@ -80,7 +80,7 @@ impl Producer {
             session_id: inner.session_id.clone(),
             counter,
         });
-        let timeout_secs = inner.config.transaction_timeout.map(whole_seconds);
+        let timeout_secs = inner.config.transaction_timeout.and_then(whole_seconds);
         Ok(Transaction {
             inner: Arc::clone(inner),
             key_text: key.to_string(),
@@ -100,9 +100,10 @@ const CANCELLED_PUT: &str =
 const CANCELLED_BEGIN: &str =
     "a send was cancelled before BEGIN was answered; the broker may hold the transaction";
 
-/// Seconds for BEGIN: at least 1 (0 would mean "no timeout").
-fn whole_seconds(timeout: Duration) -> i32 {
-    timeout.as_secs().clamp(1, i32::MAX as u64) as i32
+/// Seconds for BEGIN: none for zero (MetaQ's `setTransactionTimeout(0)`,
+/// no timeout token), else at least 1 (a 0 on the wire would mean none).
+fn whole_seconds(timeout: Duration) -> Option<i32> {
+    (!timeout.is_zero()).then(|| timeout.as_secs().clamp(1, i32::MAX as u64) as i32)
 }
 
 impl Transaction {
@@ -116,10 +117,11 @@ impl Transaction {
         self.pinned.as_ref().map(|p| p.connection.uri())
     }
 
-    /// Sets this transaction's broker-side timeout (default: the builder's).
-    /// Only effective before the first message.
+    /// Sets this transaction's broker-side timeout (default: the builder's),
+    /// in whole seconds, at least 1; zero means none. Only effective before
+    /// the first message.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout_secs = Some(whole_seconds(timeout));
+        self.timeout_secs = whole_seconds(timeout);
         self
     }
 
