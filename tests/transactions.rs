@@ -813,6 +813,46 @@ async fn a_topic_the_pinned_broker_lacks_fails_without_partial_commit() {
     producer.close().await;
 }
 
+/// Reference 2.6: inside a transaction, a message for a topic no broker
+/// lists yet goes to the pinned broker's partitions of the default topic
+/// (as outside transactions); here the broker accepts it through a `dyn-*`
+/// wildcard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlisted_topic_uses_the_default_topics_partitions_of_the_pinned_broker() {
+    init_tracing();
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let brokers = [
+        TestBroker::start(zk, &root, 0, &[("orders", 2), ("dyn-*", 2)]).await,
+        TestBroker::start(zk, &root, 1, &[("orders", 2), ("dyn-*", 2)]).await,
+    ];
+    let producer = builder(&root)
+        .default_topic("orders")
+        .build()
+        .await
+        .unwrap();
+    wait_partitions(&producer, "orders", 4).await;
+
+    // Outside a transaction, for comparison.
+    producer
+        .send(Message::new("dyn-plain", "plain"))
+        .await
+        .unwrap();
+
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(Message::new("orders", "first")).await.unwrap();
+    let pinned = tx.broker().unwrap().clone();
+    let sent = tx
+        .send(Message::new("dyn-tx", "unlisted"))
+        .await
+        .unwrap_or_else(|e| panic!("unlisted topic in a transaction: {e}"));
+    assert_eq!(sent.broker, pinned);
+    tx.commit().await.unwrap();
+    let on_pinned = brokers.iter().find(|b| b.uri() == pinned).unwrap();
+    assert_eq!(stored(on_pinned, "dyn-tx"), ["unlisted"]);
+    producer.close().await;
+}
+
 // ---------------------------------------------------------------------------
 // 8. The CLI
 // ---------------------------------------------------------------------------

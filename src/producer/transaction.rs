@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::{info, warn};
 
 use super::send::encode;
+use super::topics::TopicState;
 use super::{Producer, ProducerInner};
 use crate::discovery::{BrokerUri, Partition};
 use crate::error::{Error, Result};
@@ -159,8 +160,13 @@ impl Transaction {
             Some(pinned) => {
                 let (broker_id, connection, epoch) =
                     (pinned.broker_id, pinned.connection.clone(), pinned.epoch);
-                let partition =
-                    self.choose_pinned(&topic.route.load(), &message, broker_id, &connection)?;
+                // As outside transactions (reference 2.6): a topic no broker
+                // lists uses the default topic's partitions.
+                let state = match inner.default_topic_state() {
+                    Some(default) if topic.route.load().partitions.is_empty() => default,
+                    _ => topic,
+                };
+                let partition = self.choose_pinned(&state, &message, broker_id, &connection)?;
                 (partition, connection, epoch)
             }
         };
@@ -238,11 +244,12 @@ impl Transaction {
     /// A partition of the pinned broker for `message`'s topic.
     fn choose_pinned(
         &mut self,
-        route: &super::topics::Route,
+        state: &TopicState,
         message: &Message,
         broker_id: u32,
         pinned: &Connection,
     ) -> Result<Partition> {
+        let route = state.route.load();
         match route.connections.get(&broker_id) {
             Some(c) if c.uri() == pinned.uri() => {}
             _ => {
@@ -260,17 +267,9 @@ impl Transaction {
             .copied()
             .filter(|p| p.broker_id == broker_id)
             .collect();
-        let topic = self.inner.topic(message.topic());
-        let sequence = topic.as_ref().map(|t| &t.sequence);
-        let fallback = std::sync::atomic::AtomicU64::new(0);
         let any = |_| true;
-        let selection = Selection::new(
-            message.topic(),
-            &candidates,
-            message,
-            sequence.unwrap_or(&fallback),
-            &any,
-        );
+        let selection =
+            Selection::new(message.topic(), &candidates, message, &state.sequence, &any);
         self.inner
             .config
             .selector
