@@ -840,3 +840,33 @@ async fn a_zero_transaction_timeout_means_none() {
     assert_eq!(begin.tokens().len(), 5, "{begin:?}");
     producer.close().await;
 }
+
+/// A guard dropped on a thread outside the runtime (sync code holding it)
+/// still rolls back on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_outside_the_runtime_still_rolls_back() {
+    init_tracing();
+    let setup = setup(&[("orders", 2)], &[("orders", 2)]).await;
+    let producer = setup.producer().await;
+
+    let mut tx = producer.begin_transaction().unwrap();
+    let key = tx.key().to_owned();
+    tx.send(Message::new("orders", "dropped elsewhere"))
+        .await
+        .unwrap();
+    std::thread::spawn(move || drop(tx)).join().unwrap();
+    eventually(
+        "a ROLLBACK for the dropped guard",
+        Duration::from_secs(10),
+        || {
+            setup
+                .proxy
+                .frames_of(&key)
+                .iter()
+                .any(|(_, f)| f.tokens().get(3) == Some(&"ROLLBACK"))
+        },
+    )
+    .await;
+    assert!(setup.stored("orders").is_empty());
+    producer.close().await;
+}

@@ -35,6 +35,9 @@ struct Pinned {
     broker_id: u32,
     connection: Connection,
     epoch: u64,
+    /// The runtime BEGIN ran on, for the rollback of a guard dropped
+    /// outside any runtime.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// An open local transaction: `send` messages, then [`commit`](Self::commit)
@@ -216,6 +219,7 @@ impl Transaction {
             broker_id,
             connection: connection.clone(),
             epoch,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         });
         self.broken = Some(CANCELLED_BEGIN.into());
         let answer = request(connection, epoch, opaque, frame, wait).await;
@@ -385,7 +389,11 @@ impl Drop for Transaction {
             return;
         };
         let wait = self.inner.config.transaction_request_timeout;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // Dropped on a thread outside the runtime: use the one it began on.
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| pinned.runtime.clone());
+        if let Some(runtime) = runtime {
             runtime.spawn(async move {
                 let _ = request(&pinned.connection, pinned.epoch, opaque, frame, wait).await;
             });
