@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use metaq::discovery::{TopicBroker, ZkPaths};
 use metaq::producer::{PartitionSelector, Selection};
 use metaq::protocol::split_body;
-use metaq::testkit::{unique_root, TestBroker, ZkServer};
+use metaq::testkit::{unique_root, RawClient, TestBroker, ZkServer};
 use metaq::{BrokerUri, Error, Message, Partition, Producer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -869,4 +869,185 @@ async fn a_guard_dropped_outside_the_runtime_still_rolls_back() {
     .await;
     assert!(setup.stored("orders").is_empty());
     producer.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// The broker side, byte by byte (reference 4.2, 4.5, 4.6)
+// ---------------------------------------------------------------------------
+
+const SID: &str = "host-1367290000000-1";
+
+fn tx_line(n: i32, kind: &str, opaque: i32) -> Vec<u8> {
+    format!("transaction TX:{SID}:{n} {SID} {kind} {opaque}\r\n").into_bytes()
+}
+
+fn tx_put(n: i32, partition: i32, payload: &str, opaque: i32) -> Vec<u8> {
+    let crc = metaq::protocol::checksum(payload.as_bytes());
+    format!(
+        "put orders {partition} {} 0 {crc} TX:{SID}:{n} {opaque}\r\n{payload}",
+        payload.len()
+    )
+    .into_bytes()
+}
+
+async fn call(client: &mut RawClient, bytes: &[u8], opaque: i32) -> (u16, String) {
+    let response = client.call(bytes).await.expect("an answer");
+    assert_eq!(response.opaque, opaque);
+    (
+        response.code.0,
+        String::from_utf8(response.body.to_vec()).unwrap(),
+    )
+}
+
+/// Unknown keys get the 500 texts; BEGIN is idempotent; puts are held
+/// (offset -1) and invisible, also to other connections, which cannot
+/// finish them; COMMIT appends each partition's messages with the ids given
+/// at put time; a finished key is unknown again; an empty transaction
+/// commits; PREPARE is refused; partition -1 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_local_transaction_rules() {
+    init_tracing();
+    let broker = TestBroker::start(ZkServer::shared(), &unique_root(), 0, &[("orders", 2)]).await;
+    let not_started = |n: i32| format!("Local transaction 'TX:{SID}:{n}' has not been started.");
+    let mut a = RawClient::connect(broker.local_addr()).await;
+    let mut b = RawClient::connect(broker.local_addr()).await;
+
+    assert_eq!(
+        call(&mut a, &tx_line(1, "COMMIT_ONE_PHASE", 1), 1).await,
+        (500, not_started(1))
+    );
+    assert_eq!(
+        call(&mut a, &tx_line(1, "ROLLBACK", 2), 2).await,
+        (500, not_started(1))
+    );
+    assert_eq!(
+        call(&mut a, &tx_put(1, 0, "x", 3), 3).await,
+        (500, not_started(1))
+    );
+
+    assert_eq!(
+        call(&mut a, &tx_line(1, "BEGIN", 4), 4).await,
+        (200, String::new())
+    );
+    assert_eq!(
+        call(&mut a, &tx_line(1, "BEGIN", 5), 5).await,
+        (200, String::new())
+    );
+    let (code, hello) = call(&mut a, &tx_put(1, 0, "hello", 6), 6).await;
+    assert_eq!(code, 200, "{hello}");
+    let hello: Vec<i64> = hello.split(' ').map(|t| t.parse().unwrap()).collect();
+    assert_eq!(hello[1..], [0, -1]);
+    let (code, world) = call(&mut a, &tx_put(1, 1, "world", 7), 7).await;
+    assert_eq!(code, 200, "{world}");
+    let world: Vec<i64> = world.split(' ').map(|t| t.parse().unwrap()).collect();
+    assert_eq!(world[1..], [1, -1]);
+    let (code, text) = call(&mut a, &tx_put(1, -1, "random", 8), 8).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (500, "Invalid partition for transaction command:-1")
+    );
+    let (code, text) = call(&mut a, &tx_put(1, 9, "wrong", 9), 9).await;
+    assert_eq!(code, 500);
+    assert!(text.ends_with("failed.Detail:wrong partition 9"), "{text}");
+    let (code, text) = call(&mut a, &tx_line(1, "PREPARE", 10), 10).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            500,
+            "XAException:code=-3,msg=Prepare not implemented on Local Transactions."
+        )
+    );
+    assert!(broker.records(None).is_empty(), "held until commit");
+
+    // Another connection does not see it.
+    assert_eq!(
+        call(&mut b, &tx_line(1, "COMMIT_ONE_PHASE", 11), 11).await,
+        (500, not_started(1))
+    );
+    assert_eq!(
+        call(&mut b, &tx_put(1, 0, "intruder", 12), 12).await,
+        (500, not_started(1))
+    );
+    assert!(broker.records(None).is_empty());
+
+    assert_eq!(
+        call(&mut a, &tx_line(1, "COMMIT_ONE_PHASE", 13), 13).await,
+        (200, String::new())
+    );
+    let records = broker.records(Some("orders"));
+    let stored: Vec<(u32, i64, &[u8])> = records
+        .iter()
+        .map(|r| (r.partition, r.id, &r.body[..]))
+        .collect();
+    assert_eq!(
+        stored,
+        [(0, hello[0], &b"hello"[..]), (1, world[0], &b"world"[..])]
+    );
+    assert_eq!(
+        call(&mut a, &tx_line(1, "COMMIT_ONE_PHASE", 14), 14).await,
+        (500, not_started(1))
+    );
+    assert_eq!(
+        call(&mut a, &tx_put(1, 0, "late", 15), 15).await,
+        (500, not_started(1))
+    );
+
+    // Empty transaction; rollback; the same key can begin again.
+    assert_eq!(call(&mut a, &tx_line(2, "BEGIN", 16), 16).await.0, 200);
+    assert_eq!(
+        call(&mut a, &tx_line(2, "COMMIT_ONE_PHASE", 17), 17)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(call(&mut a, &tx_line(3, "BEGIN", 18), 18).await.0, 200);
+    assert_eq!(call(&mut a, &tx_put(3, 0, "undone", 19), 19).await.0, 200);
+    assert_eq!(call(&mut a, &tx_line(3, "ROLLBACK", 20), 20).await.0, 200);
+    assert_eq!(
+        call(&mut a, &tx_line(3, "ROLLBACK", 21), 21).await,
+        (500, not_started(3))
+    );
+    assert_eq!(broker.records(None).len(), 2);
+}
+
+/// Closing a connection rolls back its open transactions (the reference
+/// broker forgets to; reference section 8 item 4); a BEGIN timeout rolls
+/// back on its own; a later COMMIT finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_rolls_back_on_close_and_on_timeout() {
+    init_tracing();
+    let broker = TestBroker::start(ZkServer::shared(), &unique_root(), 0, &[("orders", 2)]).await;
+    let not_started = |n: i32| format!("Local transaction 'TX:{SID}:{n}' has not been started.");
+
+    let mut a = RawClient::connect(broker.local_addr()).await;
+    assert_eq!(call(&mut a, &tx_line(1, "BEGIN", 1), 1).await.0, 200);
+    assert_eq!(call(&mut a, &tx_put(1, 0, "closed", 2), 2).await.0, 200);
+    a.send(b"quit\r\n").await;
+    assert!(a.is_closed().await);
+
+    let mut b = RawClient::connect(broker.local_addr()).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, stats) = call(&mut b, b"stats  99\r\n", 99).await;
+        assert_eq!(code, 200);
+        if stats.contains("\r\ntx_rollback 1\r\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rollback at close: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let begin = b"transaction TX:host-1367290000000-1:2 host-1367290000000-1 BEGIN 1 3\r\n";
+    assert_eq!(call(&mut b, begin, 3).await.0, 200);
+    assert_eq!(call(&mut b, &tx_put(2, 1, "expired", 4), 4).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        call(&mut b, &tx_line(2, "COMMIT_ONE_PHASE", 5), 5).await,
+        (500, not_started(2))
+    );
+    // Transaction 1 belonged to the closed connection; not here either.
+    assert_eq!(
+        call(&mut b, &tx_line(1, "COMMIT_ONE_PHASE", 6), 6).await,
+        (500, not_started(1))
+    );
+    assert!(broker.records(None).is_empty());
 }
