@@ -853,6 +853,186 @@ async fn an_unlisted_topic_uses_the_default_topics_partitions_of_the_pinned_brok
     producer.close().await;
 }
 
+/// A put that gets no answer within the send timeout (the broker stalls)
+/// fails the transaction in bounded time; commit refuses in bounded time;
+/// nothing is ever stored, also after the producer closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_put_fails_the_transaction_in_bounded_time() {
+    init_tracing();
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 0, &[("orders", 2)]).await;
+    let producer = builder(&root)
+        .send_timeout(Duration::from_millis(500))
+        .transaction_request_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    producer.publish("orders").await.unwrap();
+
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(Message::new("orders", "answered")).await.unwrap();
+    let key = tx.key().to_owned();
+    let pinned = tx.broker().unwrap().clone();
+    broker.stall(true);
+    let started = Instant::now();
+    let error = tx
+        .send(Message::new("orders", "stalled"))
+        .await
+        .unwrap_err();
+    let reason = expect_failed(error, &key, &pinned);
+    assert!(reason.contains("no answer"), "{reason}");
+    expect_failed(tx.commit().await.unwrap_err(), &key, &pinned);
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+    broker.stall(false);
+    producer.close().await;
+    let stats_deadline = Instant::now() + Duration::from_secs(5);
+    // The stalled ROLLBACK was dropped; closing the connection rolls back.
+    while tx_rollbacks(&broker).await == 0 {
+        assert!(Instant::now() < stats_deadline, "never rolled back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stored(&broker, "orders").is_empty());
+}
+
+/// After `Producer::close`, a send in an open transaction is refused and
+/// its commit fails as not committed (the broker rolled it back when the
+/// connection closed); nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_producer_abandons_open_transactions() {
+    init_tracing();
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 0, &[("orders", 2)]).await;
+    let producer = producer(&root).await;
+    producer.publish("orders").await.unwrap();
+
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(Message::new("orders", "open at close"))
+        .await
+        .unwrap();
+    let key = tx.key().to_owned();
+    let pinned = tx.broker().unwrap().clone();
+    producer.close().await;
+    assert!(matches!(
+        tx.send(Message::new("orders", "after close")).await,
+        Err(Error::Closed)
+    ));
+    expect_failed(tx.commit().await.unwrap_err(), &key, &pinned);
+    assert!(matches!(producer.begin_transaction(), Err(Error::Closed)));
+    assert!(stored(&broker, "orders").is_empty());
+}
+
+/// Two producers in one process: distinct session ids, each counting its
+/// own transactions from 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_producer_has_its_own_session_and_counter() {
+    init_tracing();
+    let root = unique_root();
+    let _broker = TestBroker::start(ZkServer::shared(), &root, 0, &[("orders", 1)]).await;
+    let a = producer(&root).await;
+    let b = producer(&root).await;
+    let (a1, b1) = (
+        a.begin_transaction().unwrap(),
+        b.begin_transaction().unwrap(),
+    );
+    let a2 = a.begin_transaction().unwrap();
+    let (sa, na) = parse_key(a1.key());
+    let (sb, nb) = parse_key(b1.key());
+    assert_ne!(sa, sb);
+    assert_eq!((na, nb), (1, 1));
+    assert_eq!(parse_key(a2.key()), (sa, 2));
+    a.close().await;
+    b.close().await;
+}
+
+/// Commit appends each partition's messages as one block, even while plain
+/// sends hammer the same partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_one_block_amid_plain_sends() {
+    init_tracing();
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 0, &[("orders", 1)]).await;
+    let producer = producer(&root).await;
+    producer.publish("orders").await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (producer, stop) = (producer.clone(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<_> = (0..20)
+                    .map(|k| producer.send(Message::new("orders", format!("plain-{n}-{k}"))))
+                    .collect();
+                for sent in futures::future::join_all(batch).await {
+                    sent.unwrap();
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut tx = producer.begin_transaction().unwrap();
+    for j in 0..50 {
+        tx.send(Message::new("orders", format!("block-{j:02}")))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(flood.await.unwrap() > 0);
+
+    let payloads = stored(&broker, "orders");
+    let first = payloads.iter().position(|p| p == "block-00").unwrap();
+    let block: Vec<String> = (0..50).map(|j| format!("block-{j:02}")).collect();
+    assert_eq!(
+        payloads[first..first + 50],
+        block[..],
+        "one block, in put order"
+    );
+    assert!(payloads.iter().any(|p| p.starts_with("plain-")));
+    producer.close().await;
+}
+
+/// A commit bigger than a segment rolls over into new segment files and
+/// reads back whole, also after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_commit_spans_segments() {
+    init_tracing();
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let data_dir = tempfile::TempDir::with_prefix("metaq-broker-").unwrap();
+    let config = test_broker_config(zk, &root, 0, data_dir.path(), &[("orders", 1)])
+        .with_max_segment_size(1024);
+    let mut broker = TestBroker::start_with(config, data_dir).await;
+    let producer = producer(&root).await;
+    producer.publish("orders").await.unwrap();
+
+    let names: Vec<String> = (0..200)
+        .map(|j| format!("segmented-{j:03}-{}", "x".repeat(20)))
+        .collect();
+    let mut tx = producer.begin_transaction().unwrap();
+    for name in &names {
+        tx.send(Message::new("orders", name.clone())).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(stored(&broker, "orders"), names);
+    let segments = std::fs::read_dir(broker.data_dir().join("orders-0"))
+        .unwrap()
+        .count();
+    assert!(segments > 5, "{segments} segment files");
+    producer.close().await;
+    broker.restart().await;
+    assert_eq!(stored(&broker, "orders"), names);
+    let records = broker.records(Some("orders"));
+    assert!(records.iter().all(|r| r.checksum_valid));
+    assert!(records
+        .windows(2)
+        .all(|w| w[1].offset == w[0].offset + 20 + i64::from(w[0].length)));
+}
+
 // ---------------------------------------------------------------------------
 // 8. The CLI
 // ---------------------------------------------------------------------------
