@@ -465,7 +465,9 @@ fn dump_payloads(data_dir: &Path) -> Vec<String> {
 
 /// SIGKILL of the broker holding an open transaction: the next send fails
 /// with `TransactionFailed` naming the key and that broker, nothing moves to
-/// the other broker, commit refuses; after a restart on the same data
+/// the other broker, commit refuses; another open transaction fails the
+/// same way once the broker's session expired and it left the route;
+/// after a restart on the same data
 /// directory the earlier committed transactions are in `dump` and nothing
 /// of the killed one is. The producer then works with the new process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,6 +504,13 @@ async fn killing_the_pinned_broker_fails_the_transaction() {
     }
     let key = tx.key().to_owned();
     assert_eq!(tx.broker(), Some(&killed_uri));
+    // A second one, used only after the killed broker left ZooKeeper.
+    let mut later = producer.begin_transaction().unwrap();
+    later
+        .send(Message::new("orders", "doomed-later-m0"))
+        .await
+        .unwrap();
+    let later_key = later.key().to_owned();
     process.kill();
 
     let error = tx
@@ -518,6 +527,25 @@ async fn killing_the_pinned_broker_fails_the_transaction() {
     expect_failed(again, &key, &killed_uri);
     let refused = tx.commit().await.unwrap_err();
     expect_failed(refused, &key, &killed_uri);
+    // Once its session expired (4 s), the broker is gone from the route.
+    eventually(
+        "the killed broker leaves the route",
+        Duration::from_secs(20),
+        || {
+            producer
+                .partitions("orders")
+                .iter()
+                .all(|p| p.broker_id == 1)
+        },
+    )
+    .await;
+    let error = later
+        .send(Message::new("orders", "doomed-later-m1"))
+        .await
+        .unwrap_err();
+    let reason = expect_failed(error, &later_key, &killed_uri);
+    assert!(reason.contains("no longer listed"), "{reason}");
+    expect_failed(later.commit().await.unwrap_err(), &later_key, &killed_uri);
     assert!(
         !stored(&other, "orders")
             .iter()
