@@ -806,6 +806,94 @@ async fn a_send_cancelled_during_begin_keeps_the_transaction_pinned() {
     producer.close().await;
 }
 
+/// BEGIN without an answer (the broker stalls) within the transaction
+/// request timeout: the send fails, the transaction stays pinned to that
+/// broker (it may hold the transaction) and broken, and commit sends a
+/// ROLLBACK, never a COMMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_begin_pins_and_breaks_the_transaction() {
+    init_tracing();
+    let setup = setup(&[("orders", 2)], &[("orders", 2)]).await;
+    let producer = setup
+        .builder()
+        .transaction_request_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    producer.publish("orders").await.unwrap();
+    let proxy_uri = setup.proxy.uri();
+
+    setup.broker.stall(true);
+    let mut tx = producer.begin_transaction().unwrap();
+    let key = tx.key().to_owned();
+    let error = tx.send(Message::new("orders", "never")).await.unwrap_err();
+    let reason = expect_failed(error, &key, &proxy_uri);
+    assert!(reason.contains("BEGIN"), "{reason}");
+    assert_eq!(tx.broker(), Some(&proxy_uri));
+    setup.broker.stall(false);
+    let error = tx
+        .send(Message::new("orders", "still never"))
+        .await
+        .unwrap_err();
+    expect_failed(error, &key, &proxy_uri);
+    expect_failed(tx.commit().await.unwrap_err(), &key, &proxy_uri);
+    let kinds: Vec<String> = setup
+        .proxy
+        .frames_of(&key)
+        .iter()
+        .map(|(_, f)| f.tokens()[3].to_owned())
+        .collect();
+    assert_eq!(kinds, ["BEGIN", "ROLLBACK"]);
+    assert!(setup.stored("orders").is_empty());
+    producer.close().await;
+}
+
+/// Heartbeats share the transaction's socket while it stays open; they
+/// change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_do_not_disturb_an_open_transaction() {
+    init_tracing();
+    let setup = setup(&[("orders", 2)], &[("orders", 2)]).await;
+    let producer = setup
+        .builder()
+        .heartbeat_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    producer.publish("orders").await.unwrap();
+
+    let mut tx = producer.begin_transaction().unwrap();
+    let key = tx.key().to_owned();
+    tx.send(Message::new("orders", "before beats"))
+        .await
+        .unwrap();
+    let socket = setup.proxy.frames_of(&key)[0].0;
+    let beats = |setup: &Setup| {
+        setup
+            .proxy
+            .frames()
+            .iter()
+            .filter(|(c, f)| *c == socket && f.line.starts_with("version "))
+            .count()
+    };
+    let before = beats(&setup);
+    eventually("a few heartbeats", Duration::from_secs(10), || {
+        beats(&setup) >= before + 3
+    })
+    .await;
+    tx.send(Message::new("orders", "after beats"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(setup.stored("orders").len(), 2);
+    assert!(setup
+        .proxy
+        .frames_of(&key)
+        .iter()
+        .all(|(c, _)| *c == socket));
+    producer.close().await;
+}
+
 /// `transaction_timeout(0)` means no timeout, as MetaQ's
 /// `setTransactionTimeout(0)`: BEGIN has no timeout token (it must not
 /// become a 1 s timeout that kills every slower transaction).
