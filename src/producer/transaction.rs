@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::{info, warn};
 
 use super::send::encode;
+use super::topics::TopicState;
 use super::{Producer, ProducerInner};
 use crate::discovery::{BrokerUri, Partition};
 use crate::error::{Error, Result};
@@ -34,6 +35,9 @@ struct Pinned {
     broker_id: u32,
     connection: Connection,
     epoch: u64,
+    /// The runtime BEGIN ran on, for the rollback of a guard dropped
+    /// outside any runtime.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// An open local transaction: `send` messages, then [`commit`](Self::commit)
@@ -80,7 +84,7 @@ impl Producer {
             session_id: inner.session_id.clone(),
             counter,
         });
-        let timeout_secs = inner.config.transaction_timeout.map(whole_seconds);
+        let timeout_secs = inner.config.transaction_timeout.and_then(whole_seconds);
         Ok(Transaction {
             inner: Arc::clone(inner),
             key_text: key.to_string(),
@@ -93,9 +97,17 @@ impl Producer {
     }
 }
 
-/// Seconds for BEGIN: at least 1 (0 would mean "no timeout").
-fn whole_seconds(timeout: Duration) -> i32 {
-    timeout.as_secs().clamp(1, i32::MAX as u64) as i32
+/// Why a transaction is broken while a send awaits its answer; it stays so
+/// if the send's future is dropped before the answer comes.
+const CANCELLED_PUT: &str =
+    "a send was cancelled before its answer came; the broker may hold that message";
+const CANCELLED_BEGIN: &str =
+    "a send was cancelled before BEGIN was answered; the broker may hold the transaction";
+
+/// Seconds for BEGIN: none for zero (MetaQ's `setTransactionTimeout(0)`,
+/// no timeout token), else at least 1 (a 0 on the wire would mean none).
+fn whole_seconds(timeout: Duration) -> Option<i32> {
+    (!timeout.is_zero()).then(|| timeout.as_secs().clamp(1, i32::MAX as u64) as i32)
 }
 
 impl Transaction {
@@ -109,10 +121,11 @@ impl Transaction {
         self.pinned.as_ref().map(|p| p.connection.uri())
     }
 
-    /// Sets this transaction's broker-side timeout (default: the builder's).
-    /// Only effective before the first message.
+    /// Sets this transaction's broker-side timeout (default: the builder's),
+    /// in whole seconds, at least 1; zero means none. Only effective before
+    /// the first message.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout_secs = Some(whole_seconds(timeout));
+        self.timeout_secs = whole_seconds(timeout);
         self
     }
 
@@ -152,13 +165,23 @@ impl Transaction {
             Some(pinned) => {
                 let (broker_id, connection, epoch) =
                     (pinned.broker_id, pinned.connection.clone(), pinned.epoch);
-                let partition =
-                    self.choose_pinned(&topic.route.load(), &message, broker_id, &connection)?;
+                // As outside transactions (reference 2.6): a topic no broker
+                // lists uses the default topic's partitions.
+                let state = match inner.default_topic_state() {
+                    Some(default) if topic.route.load().partitions.is_empty() => default,
+                    _ => topic,
+                };
+                let partition = self.choose_pinned(&state, &message, broker_id, &connection)?;
                 (partition, connection, epoch)
             }
         };
         let (opaque, frame) = encode(&message, partition, Some(&self.key))?;
+        // If this future is dropped before the answer, the put may be held
+        // by the broker although the caller never saw it succeed: until the
+        // answer is in, the transaction counts as broken.
+        self.broken = Some(CANCELLED_PUT.into());
         let answer = request(&connection, epoch, opaque, frame, inner.config.send_timeout).await;
+        self.broken = None;
         match answer {
             Ok(response) if response.code.is_success() => match response.put_result() {
                 Some((message_id, index, offset)) => Ok(SendResult {
@@ -191,16 +214,21 @@ impl Transaction {
         let epoch = connection.epoch();
         let (opaque, frame) = self.command(TransactionKind::Begin, self.timeout_secs)?;
         let wait = self.inner.config.transaction_request_timeout;
+        // Even without an answer the broker may hold the transaction: stay
+        // on it so that a rollback reaches it. Pinned (and broken, in case
+        // this future is dropped before the answer) until the answer is in.
+        self.pinned = Some(Pinned {
+            broker_id,
+            connection: connection.clone(),
+            epoch,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        });
+        self.broken = Some(CANCELLED_BEGIN.into());
         let answer = request(connection, epoch, opaque, frame, wait).await;
-        let begun_or_maybe = !matches!(answer, Err(RequestError::NotWritten(_)));
-        if begun_or_maybe {
-            // Even without an answer the broker may hold the transaction:
-            // stay on it so that a rollback reaches it.
-            self.pinned = Some(Pinned {
-                broker_id,
-                connection: connection.clone(),
-                epoch,
-            });
+        self.broken = None;
+        if matches!(answer, Err(RequestError::NotWritten(_))) {
+            // Never reached the broker: free to choose again.
+            self.pinned = None;
         }
         match answer {
             Ok(response) if response.code.is_success() => {
@@ -222,11 +250,12 @@ impl Transaction {
     /// A partition of the pinned broker for `message`'s topic.
     fn choose_pinned(
         &mut self,
-        route: &super::topics::Route,
+        state: &TopicState,
         message: &Message,
         broker_id: u32,
         pinned: &Connection,
     ) -> Result<Partition> {
+        let route = state.route.load();
         match route.connections.get(&broker_id) {
             Some(c) if c.uri() == pinned.uri() => {}
             _ => {
@@ -244,17 +273,9 @@ impl Transaction {
             .copied()
             .filter(|p| p.broker_id == broker_id)
             .collect();
-        let topic = self.inner.topic(message.topic());
-        let sequence = topic.as_ref().map(|t| &t.sequence);
-        let fallback = std::sync::atomic::AtomicU64::new(0);
         let any = |_| true;
-        let selection = Selection::new(
-            message.topic(),
-            &candidates,
-            message,
-            sequence.unwrap_or(&fallback),
-            &any,
-        );
+        let selection =
+            Selection::new(message.topic(), &candidates, message, &state.sequence, &any);
         self.inner
             .config
             .selector
@@ -370,7 +391,11 @@ impl Drop for Transaction {
             return;
         };
         let wait = self.inner.config.transaction_request_timeout;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // Dropped on a thread outside the runtime: use the one it began on.
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| pinned.runtime.clone());
+        if let Some(runtime) = runtime {
             runtime.spawn(async move {
                 let _ = request(&pinned.connection, pinned.epoch, opaque, frame, wait).await;
             });
