@@ -699,7 +699,7 @@ mod properties {
             let survivors: Vec<i64> = offsets
                 .iter()
                 .zip(&bodies)
-                .filter(|(&o, b)| o + 20 + b.len() as i64 <= (last_start + keep) as i64)
+                .filter(|&(&o, b)| o + 20 + b.len() as i64 <= (last_start + keep) as i64)
                 .map(|(&o, _)| o)
                 .collect();
             let next = survivors

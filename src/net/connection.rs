@@ -143,11 +143,10 @@ impl Connection {
     /// for it.
     pub(crate) async fn wait_first_attempt(&self, wait: Duration) -> bool {
         let mut state = self.shared.state.subscribe();
-        let up = match tokio::time::timeout(wait, state.wait_for(Option::is_some)).await {
+        match tokio::time::timeout(wait, state.wait_for(Option::is_some)).await {
             Ok(Ok(ready)) => *ready == Some(true),
             _ => false,
-        };
-        up
+        }
     }
 
     /// A slot for one more request in flight, without waiting. The caller

@@ -171,7 +171,7 @@ impl Producer {
     pub fn send(
         &self,
         message: Message,
-    ) -> impl Future<Output = Result<SendResult>> + Send + 'static {
+    ) -> impl Future<Output = Result<SendResult>> + Send + 'static + use<> {
         let span = debug_span!("send", topic = %message.topic());
         let token = self.inner.sends.token();
         let early = self

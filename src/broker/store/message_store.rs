@@ -142,7 +142,7 @@ impl MessageStore {
         topic: &str,
         partition: u32,
         records: Vec<Record>,
-    ) -> impl Future<Output = io::Result<Vec<i64>>> + Send + 'static {
+    ) -> impl Future<Output = io::Result<Vec<i64>>> + Send + 'static + use<> {
         let queued = self.enqueue(topic, partition, records);
         async move {
             match queued? {
