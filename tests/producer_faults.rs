@@ -685,6 +685,116 @@ async fn timed_out_requests_free_their_room_on_the_connection() {
     producer.close().await;
 }
 
+/// A broker that keeps taking requests but never answers them (while
+/// heartbeats would still be due much later) cannot make the table of
+/// unanswered requests grow without bound: past twice `max_in_flight`
+/// (at least 64) requests given up by their callers, the socket is
+/// replaced, and the callers still waiting hear why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_given_up_in_bulk_replace_the_socket() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let producer = producer(&root)
+        .max_in_flight(4)
+        .send_timeout(Duration::from_millis(50))
+        .heartbeat_interval(Duration::from_secs(60))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    b0.stall(true);
+    let mut replaced = None;
+    for round in 0..60 {
+        let results = join_all(
+            (0..4).map(|i| producer.send(Message::new(TOPIC, format!("lost-{round}-{i}")))),
+        )
+        .await;
+        let causes: Vec<String> = results
+            .into_iter()
+            .map(|r| r.expect_err("stalled"))
+            .flat_map(|e| {
+                e.attempts()
+                    .iter()
+                    .map(|a| a.cause.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if causes.iter().any(|c| c.contains("unanswered")) {
+            replaced = Some(round);
+            break;
+        }
+    }
+    // 4 sends a round: the 65th unanswered request is taken in round 16.
+    let round = replaced.expect("the socket was never replaced");
+    assert!((15..=17).contains(&round), "replaced in round {round}");
+    b0.stall(false);
+    eventually(
+        Duration::from_secs(5),
+        "a send on the new socket",
+        || async { producer.send(Message::new(TOPIC, "after")).await.ok() },
+    )
+    .await;
+    producer.close().await;
+}
+
+/// While no broker of the topic is connected (a one-broker cluster whose
+/// socket was just cut), a send without a key waits for the connection to
+/// come back within the send timeout instead of failing at once; a keyed
+/// send, which cannot move, still fails promptly as "not sent".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unkeyed_sends_wait_for_a_reconnect_keyed_ones_fail_promptly() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let producer = producer(&root)
+        .send_timeout(Duration::from_secs(5))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    producer.send(Message::new(TOPIC, "before")).await.unwrap();
+
+    b0.stop_listening();
+    eventually(
+        Duration::from_secs(5),
+        "the producer saw the cut",
+        || async {
+            let keyed = producer
+                .send(Message::new(TOPIC, "keyed").with_key("k"))
+                .await;
+            keyed.err()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let keyed = producer
+        .send(Message::new(TOPIC, "keyed").with_key("k"))
+        .await
+        .expect_err("its only partition is down");
+    assert_eq!(keyed.delivery(), Some(Delivery::NotSent), "{keyed}");
+    assert!(started.elapsed() < Duration::from_millis(500), "{keyed}");
+
+    let waiting = tokio::spawn({
+        let producer = producer.clone();
+        async move { producer.send(Message::new(TOPIC, "during")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if waiting.is_finished() {
+        panic!(
+            "the unkeyed send did not wait: {:?}",
+            waiting.await.unwrap()
+        );
+    }
+    b0.listen_again().await.unwrap();
+    let result = waiting.await.unwrap().expect("sent once reconnected");
+    assert_eq!(result.attempts, 1);
+    assert_eq!(bodies(&b0, TOPIC), [b"before".to_vec(), b"during".to_vec()]);
+    producer.close().await;
+}
+
 /// A send that finds no room on its connection before the send timeout
 /// fails as "not sent", and its error lists that attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,16 +64,7 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         check(&config)?;
         let config = Arc::new(config);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| BrokerError::Listen {
-                addr: config.listen,
-                source: Arc::new(e),
-            })?;
-        let local_addr = listener.local_addr().map_err(|e| BrokerError::Listen {
-            addr: config.listen,
-            source: Arc::new(e),
-        })?;
+        let (listener, local_addr) = bind(config.listen).await?;
         let uri = uri_for(&config, local_addr);
         let store = open_store(&config).await?;
         let on_disk = store.partitions().into_iter().map(|(topic, _)| topic);
@@ -172,6 +163,24 @@ impl Broker {
         self.inner.cut_connections();
     }
 
+    /// Stops listening and cuts every connection while staying registered:
+    /// to clients it looks like a dead process whose ZooKeeper nodes have not
+    /// expired yet (connects are refused, not accepted and closed as with
+    /// [`refuse_connections`](Self::refuse_connections)). Undone by
+    /// [`listen_again`](Self::listen_again).
+    pub fn stop_listening(&self) {
+        lock(&self.inner.listener).cancel();
+        self.inner.cut_connections();
+    }
+
+    /// Listens again on the same address after
+    /// [`stop_listening`](Self::stop_listening).
+    pub async fn listen_again(&self) -> Result<(), BrokerError> {
+        let (listener, _) = bind(self.local_addr()).await?;
+        self.inner.spawn_accept_loop(listener);
+        Ok(())
+    }
+
     /// Removes this broker's nodes from ZooKeeper; it keeps serving.
     pub async fn unregister(&self) -> Result<(), BrokerError> {
         self.inner.shared.registry.unregister().await
@@ -193,16 +202,7 @@ impl Broker {
     /// new local address.
     pub async fn move_to(&self, listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
         let inner = &self.inner;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| BrokerError::Listen {
-                addr: listen,
-                source: Arc::new(e),
-            })?;
-        let local_addr = listener.local_addr().map_err(|e| BrokerError::Listen {
-            addr: listen,
-            source: Arc::new(e),
-        })?;
+        let (listener, local_addr) = bind(listen).await?;
         lock(&inner.listener).cancel();
         inner.cut_connections();
         inner.spawn_accept_loop(listener);
@@ -212,6 +212,17 @@ impl Broker {
         inner.shared.registry.register(Some(uri)).await?;
         Ok(local_addr)
     }
+}
+
+/// Binds `addr`, returning the listener and its actual address (port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BrokerError> {
+    let failed = |e| BrokerError::Listen {
+        addr,
+        source: Arc::new(e),
+    };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local_addr = listener.local_addr().map_err(failed)?;
+    Ok((listener, local_addr))
 }
 
 impl Drop for Broker {

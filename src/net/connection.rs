@@ -149,6 +149,14 @@ impl Connection {
         }
     }
 
+    /// Waits until the socket is up, at most `wait`. True if it is.
+    pub(crate) async fn wait_ready(&self, wait: Duration) -> bool {
+        let mut state = self.shared.state.subscribe();
+        tokio::time::timeout(wait, state.wait_for(|up| *up == Some(true)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// A slot for one more request in flight, without waiting. The caller
     /// holds it until it has the answer or gives up (timeout, dropped
     /// future), so a request whose answer never comes does not take room
@@ -237,8 +245,15 @@ async fn supervise(
                 info!(epoch, "connected");
                 set_ready(&shared, true);
                 backoff.reset();
-                let end = run_session(stream, epoch, &mut requests, &settings, &shared.close).await;
-                set_ready(&shared, false);
+                let end = run_session(
+                    stream,
+                    epoch,
+                    &mut requests,
+                    &settings,
+                    &shared.close,
+                    || set_ready(&shared, false),
+                )
+                .await;
                 match end {
                     SessionEnd::Closed => break,
                     SessionEnd::Failed(reason) => warn!(%reason, "connection lost; reconnecting"),

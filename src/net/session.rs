@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use super::connection::{ConnError, ConnectionSettings, Request};
 use super::next_opaque;
-use crate::protocol::{ClientCodec, DecodeLimits, Request as Frame, DEFAULT_MAX_LINE};
+use crate::protocol::{ClientCodec, CodecError, DecodeLimits, Request as Frame, DEFAULT_MAX_LINE};
 
 /// Stop taking requests while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -55,6 +55,7 @@ pub(crate) async fn run_session(
     requests: &mut mpsc::UnboundedReceiver<Request>,
     settings: &ConnectionSettings,
     close: &CancellationToken,
+    mark_down: impl FnOnce(),
 ) -> SessionEnd {
     let (read_half, mut write_half) = stream.into_split();
     let limits = DecodeLimits {
@@ -66,9 +67,10 @@ pub(crate) async fn run_session(
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut queued: u64 = 0; // bytes ever put in `out`
     let mut written: u64 = 0; // bytes ever written to the socket
-                              // Idleness is measured on what the broker sends: a broker that reads
-                              // requests but never answers must be heartbeaten even while requests
-                              // keep being written to it.
+
+    // Idleness is measured on what the broker sends: a broker that reads
+    // requests but never answers must be heartbeaten even while requests
+    // keep being written to it.
     let mut last_read = Instant::now();
     let mut heartbeat: Option<Heartbeat> = None;
     let mut heartbeat_failures = 0;
@@ -101,6 +103,7 @@ pub(crate) async fn run_session(
                         break SessionEnd::Failed(format!("answer for unknown opaque {}", response.opaque));
                     }
                 }
+                Some(Err(CodecError::Io(e))) => break SessionEnd::Failed(format!("read failed: {e}")),
                 Some(Err(e)) => break SessionEnd::Failed(format!("garbled answer: {e}")),
                 None => break SessionEnd::Failed("closed by the broker".into()),
             },
@@ -122,6 +125,12 @@ pub(crate) async fn run_session(
                             Ok(request) => accept(request, epoch, &mut out, &mut queued, &mut in_flight),
                             Err(_) => break,
                         }
+                    }
+                    if in_flight.len() > unanswered_cap(settings) {
+                        break SessionEnd::Failed(format!(
+                            "{} requests unanswered, most of them given up by their callers",
+                            in_flight.len()
+                        ));
                     }
                 }
             },
@@ -145,6 +154,9 @@ pub(crate) async fn run_session(
     if let SessionEnd::Failed(reason) = &end {
         warn!(%reason, in_flight = in_flight.len(), "connection failed");
     }
+    // Before any waiter hears of the failure: a caller that retries at once
+    // must see this connection down, not pick it again.
+    mark_down();
     let reason = match &end {
         SessionEnd::Closed => "connection closed".to_owned(),
         SessionEnd::Failed(reason) => reason.clone(),
@@ -162,6 +174,16 @@ pub(crate) async fn run_session(
         let _ = tokio::time::timeout(Duration::from_secs(1), write_half.shutdown()).await;
     }
     end
+}
+
+/// How many unanswered requests a socket may carry. Callers waiting for an
+/// answer hold a permit each (at most `max_in_flight`); an entry whose caller
+/// gave up stays until its answer comes, because a late answer for an opaque
+/// we forgot would look like a garbled stream. Past this bound the broker is
+/// evidently dropping requests: the socket is replaced, which also frees the
+/// table, so it cannot grow without bound.
+fn unanswered_cap(settings: &ConnectionSettings) -> usize {
+    settings.max_in_flight.saturating_mul(2).max(64)
 }
 
 fn accept(

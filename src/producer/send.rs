@@ -55,6 +55,10 @@ impl ProducerInner {
         let (partition, connection) = self
             .choose(&topic, message, avoid)
             .map_err(NotQueued::Failed)?;
+        if message.key().is_none() && !connection.is_ready() {
+            // No broker of the topic is connected: the slow path waits.
+            return Err(NotQueued::Later);
+        }
         let Some(permit) = connection.try_permit() else {
             return Err(NotQueued::Later);
         };
@@ -78,6 +82,15 @@ impl ProducerInner {
             .min(self.config.publish_timeout);
         let topic = self.ensure_topic(message.topic(), wait).await?;
         let (partition, connection) = self.choose(&topic, message, avoid)?;
+        if message.key().is_none() && !connection.is_ready() {
+            // The selector prefers connected brokers, so none of this
+            // topic's is up (a broker restart, a network blip): wait for this
+            // one with half of what is left rather than fail at once, as
+            // librdkafka queues messages for a broker that is reconnecting.
+            // A keyed send cannot move, so it fails promptly instead.
+            let left = deadline.saturating_duration_since(Instant::now());
+            connection.wait_ready(left / 2).await;
+        }
         let permit = match tokio::time::timeout_at(deadline, connection.permit()).await {
             Ok(Some(permit)) => permit,
             _ => {
