@@ -7,6 +7,17 @@ use crate::discovery::{BrokerUri, Partition};
 use crate::protocol::ProtocolError;
 
 /// What a failed send means for the message.
+///
+/// Tells whether sending the same message again risks a duplicate.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::{Delivery, Error};
+/// let delivery = Error::Closed.delivery();
+/// assert_eq!(delivery, Some(Delivery::NotSent));
+/// assert_eq!(delivery.unwrap().to_string(), "not_sent");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Delivery {
@@ -30,6 +41,21 @@ impl fmt::Display for Delivery {
 }
 
 /// One try of a send, as listed in the final error.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use metaq::{Attempt, Delivery};
+/// let attempt = Attempt {
+///     broker: "meta://10.0.0.5:8123".parse().unwrap(),
+///     partition: "0-1".parse().unwrap(),
+///     elapsed: Duration::from_millis(40),
+///     delivery: Delivery::NotSent,
+///     cause: "connection refused".into(),
+/// };
+/// assert_eq!(attempt.broker.socket_addr_text(), "10.0.0.5:8123");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The broker tried.
@@ -45,6 +71,27 @@ pub struct Attempt {
 }
 
 /// The tries of a send, oldest first.
+///
+/// `Display` lists each try on one line, for logs.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// use metaq::{Attempt, Attempts, Delivery};
+/// # let attempt = Attempt {
+/// #     broker: "meta://10.0.0.5:8123".parse().unwrap(),
+/// #     partition: "0-1".parse().unwrap(),
+/// #     elapsed: Duration::from_millis(40),
+/// #     delivery: Delivery::NotSent,
+/// #     cause: "connection refused".into(),
+/// # };
+/// let attempts = Attempts(vec![attempt]);
+/// assert_eq!(
+///     attempts.to_string(),
+///     "1 attempt(s): #1 meta://10.0.0.5:8123 partition 0-1 after 40ms: connection refused (not_sent)"
+/// );
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempts(pub Vec<Attempt>);
 
@@ -229,6 +276,24 @@ pub enum Error {
 impl Error {
     /// For errors of a send: what became of the message. `None` for errors
     /// that are not about one message (ZooKeeper, configuration).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use metaq::{Delivery, Error};
+    /// let timeout = Error::Timeout {
+    ///     topic: "orders".into(),
+    ///     partition: "0-1".parse().unwrap(),
+    ///     broker: "meta://10.0.0.5:8123".parse().unwrap(),
+    ///     timeout: Duration::from_secs(3),
+    ///     attempts: Default::default(),
+    /// };
+    /// // The request was written: the broker may have stored the message.
+    /// assert_eq!(timeout.delivery(), Some(Delivery::MaybeSent));
+    /// let config = Error::Config { reason: "bad root".into() };
+    /// assert_eq!(config.delivery(), None);
+    /// ```
     pub fn delivery(&self) -> Option<Delivery> {
         match self {
             Error::InvalidMessage { .. }
@@ -249,6 +314,23 @@ impl Error {
     /// Whether sending again may succeed: true for connection trouble,
     /// timeouts, missing partitions and broker-side failures (5xx); false for
     /// invalid messages, a closed producer and configuration errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::Error;
+    /// let rejected = |code| Error::Rejected {
+    ///     topic: "orders".into(),
+    ///     partition: "0-1".parse().unwrap(),
+    ///     broker: "meta://10.0.0.5:8123".parse().unwrap(),
+    ///     code,
+    ///     message: "refused".into(),
+    ///     attempts: Default::default(),
+    /// };
+    /// assert!(rejected(503).is_retriable()); // the broker's trouble: try again
+    /// assert!(!rejected(403).is_retriable()); // the message's trouble
+    /// assert!(!Error::Closed.is_retriable());
+    /// ```
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::NotSent { .. }
@@ -263,6 +345,30 @@ impl Error {
     }
 
     /// The attempts of a failed send (empty for other errors).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use metaq::{Attempt, Attempts, Delivery, Error};
+    /// # let attempt = Attempt {
+    /// #     broker: "meta://10.0.0.5:8123".parse().unwrap(),
+    /// #     partition: "0-1".parse().unwrap(),
+    /// #     elapsed: Duration::from_millis(40),
+    /// #     delivery: Delivery::NotSent,
+    /// #     cause: "connection refused".into(),
+    /// # };
+    /// let error = Error::NotSent {
+    ///     topic: "orders".into(),
+    ///     partition: attempt.partition,
+    ///     broker: attempt.broker.clone(),
+    ///     cause: attempt.cause.clone(),
+    ///     attempts: Attempts(vec![attempt]),
+    /// };
+    /// assert_eq!(error.attempts().len(), 1);
+    /// assert_eq!(error.attempts()[0].delivery, Delivery::NotSent);
+    /// assert!(Error::Closed.attempts().is_empty());
+    /// ```
     pub fn attempts(&self) -> &[Attempt] {
         match self {
             Error::NotSent { attempts, .. }
@@ -282,4 +388,17 @@ impl Error {
 }
 
 /// `Result` with [`Error`].
+///
+/// # Examples
+///
+/// ```
+/// fn topic_of(text: &str) -> metaq::Result<String> {
+///     match text.split_once('/') {
+///         Some((topic, _)) => Ok(topic.to_owned()),
+///         None => Err(metaq::Error::Config { reason: format!("no topic in {text:?}") }),
+///     }
+/// }
+/// assert_eq!(topic_of("orders/1").unwrap(), "orders");
+/// assert!(topic_of("orders").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

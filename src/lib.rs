@@ -7,6 +7,20 @@
 //! * [`discovery`]: the ZooKeeper layout MetaQ brokers publish.
 //! * [`broker`]: the development broker (feature `broker`, on by default).
 //! * [`testkit`]: a real ZooKeeper server for tests (feature `testkit`).
+//!
+//! # Examples
+//!
+//! Send one message; [`producer`] explains delivery and retries.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), metaq::Error> {
+//! use metaq::{Message, Producer};
+//! let producer = Producer::builder("127.0.0.1:2181").build().await?;
+//! let sent = producer.send(Message::new("orders", "hello")).await?;
+//! println!("stored in partition {} at offset {}", sent.partition, sent.offset);
+//! producer.close().await;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -6,6 +6,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The default root, `/meta`.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::discovery::{ZkPaths, ZkSettings, DEFAULT_ROOT};
+/// assert_eq!(ZkSettings::default().root, DEFAULT_ROOT);
+/// assert_eq!(ZkPaths::new(DEFAULT_ROOT).broker_ids(), "/meta/brokers/ids");
+/// ```
 pub const DEFAULT_ROOT: &str = "/meta";
 
 /// Normalises a root as MetaQ does: a missing leading `/` is added and one
@@ -44,6 +52,14 @@ pub struct ZkPaths {
 
 impl ZkPaths {
     /// Paths under `root`, normalised with [`normalize_root`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::discovery::ZkPaths;
+    /// assert_eq!(ZkPaths::new("meta/"), ZkPaths::new("/meta"));
+    /// assert_eq!(ZkPaths::new("prod/meta").root(), "/prod/meta");
+    /// ```
     pub fn new(root: &str) -> Self {
         Self {
             root: normalize_root(root),
@@ -51,56 +67,136 @@ impl ZkPaths {
     }
 
     /// The normalised root.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("meta/");
+    /// assert_eq!(paths.root(), "/meta");
+    /// ```
     pub fn root(&self) -> &str {
         &self.root
     }
 
     /// `<root>/brokers/ids`
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.broker_ids(), "/meta/brokers/ids");
+    /// ```
     pub fn broker_ids(&self) -> String {
         format!("{}/brokers/ids", self.root)
     }
 
     /// `<root>/brokers/ids/<id>`: persistent, data = broker URI (legacy readers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.broker(3), "/meta/brokers/ids/3");
+    /// ```
     pub fn broker(&self, id: u32) -> String {
         format!("{}/brokers/ids/{id}", self.root)
     }
 
     /// `<root>/brokers/ids/<id>/master`: ephemeral, data = broker URI.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.broker_master(3), "/meta/brokers/ids/3/master");
+    /// ```
     pub fn broker_master(&self, id: u32) -> String {
         format!("{}/brokers/ids/{id}/master", self.root)
     }
 
     /// `<root>/brokers/ids/<id>/master_config_checksum`: ephemeral.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(
+    ///     paths.broker_config_checksum(3),
+    ///     "/meta/brokers/ids/3/master_config_checksum"
+    /// );
+    /// ```
     pub fn broker_config_checksum(&self, id: u32) -> String {
         format!("{}/brokers/ids/{id}/master_config_checksum", self.root)
     }
 
     /// `<root>/brokers/topics/<topic>`: the legacy topic node.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.topic_legacy("orders"), "/meta/brokers/topics/orders");
+    /// ```
     pub fn topic_legacy(&self, topic: &str) -> String {
         format!("{}/brokers/topics/{topic}", self.root)
     }
 
     /// `<root>/brokers/topics-pub/<topic>`: what producers watch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.topic_pub("orders"), "/meta/brokers/topics-pub/orders");
+    /// ```
     pub fn topic_pub(&self, topic: &str) -> String {
         format!("{}/brokers/topics-pub/{topic}", self.root)
     }
 
     /// `<root>/brokers/topics-sub/<topic>`
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.topic_sub("orders"), "/meta/brokers/topics-sub/orders");
+    /// ```
     pub fn topic_sub(&self, topic: &str) -> String {
         format!("{}/brokers/topics-sub/{topic}", self.root)
     }
 
     /// `<root>/brokers/topics/<topic>/<id>-m`: data = partition count as text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.topic_legacy_broker("orders", 3), "/meta/brokers/topics/orders/3-m");
+    /// ```
     pub fn topic_legacy_broker(&self, topic: &str, id: u32) -> String {
         format!("{}/{id}-m", self.topic_legacy(topic))
     }
 
     /// `<root>/brokers/topics-pub/<topic>/<id>-m`: data = [`TopicBroker`] JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.topic_pub_broker("orders", 3), "/meta/brokers/topics-pub/orders/3-m");
+    /// ```
     pub fn topic_pub_broker(&self, topic: &str, id: u32) -> String {
         format!("{}/{id}-m", self.topic_pub(topic))
     }
 
     /// `<root>/brokers/topics-sub/<topic>/<id>-m`: data = [`TopicBroker`] JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let paths = metaq::discovery::ZkPaths::new("/meta");
+    /// assert_eq!(paths.topic_sub_broker("orders", 3), "/meta/brokers/topics-sub/orders/3-m");
+    /// ```
     pub fn topic_sub_broker(&self, topic: &str, id: u32) -> String {
         format!("{}/{id}-m", self.topic_sub(topic))
     }
@@ -127,6 +223,15 @@ pub struct TopicBroker {
 
 impl TopicBroker {
     /// The entry of master broker `id` with `num_parts` partitions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::discovery::TopicBroker;
+    /// let entry = TopicBroker::master(3, 4);
+    /// assert_eq!(entry.broker, "3-m");
+    /// assert_eq!(entry.num_parts, 4);
+    /// ```
     pub fn master(id: u32, num_parts: u32) -> Self {
         Self {
             num_parts: num_parts.into(),
@@ -135,6 +240,14 @@ impl TopicBroker {
     }
 
     /// Compact JSON, key order `numParts`, `broker` (as Jackson writes it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::discovery::TopicBroker;
+    /// let json = TopicBroker::master(3, 4).to_json();
+    /// assert_eq!(json, r#"{"numParts":4,"broker":"3-m"}"#);
+    /// ```
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("two plain fields always serialise")
     }
@@ -160,6 +273,17 @@ pub struct BrokerUri {
 
 impl BrokerUri {
     /// `host:port` for connecting (`[v6]:port` for IPv6).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::BrokerUri;
+    /// let v4: BrokerUri = "meta://10.0.0.5:8123".parse().unwrap();
+    /// assert_eq!(v4.socket_addr_text(), "10.0.0.5:8123");
+    /// let v6: BrokerUri = "meta://[::1]:8123".parse().unwrap();
+    /// assert_eq!(v6.host, "::1");
+    /// assert_eq!(v6.socket_addr_text(), "[::1]:8123");
+    /// ```
     pub fn socket_addr_text(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -176,6 +300,17 @@ impl fmt::Display for BrokerUri {
 }
 
 /// Why a broker address could not be parsed.
+///
+/// Holds the rejected text (at most 120 characters of it).
+///
+/// # Examples
+///
+/// ```
+/// use metaq::discovery::{BrokerUri, InvalidBrokerUri};
+/// let err = "http://10.0.0.5:8123".parse::<BrokerUri>().unwrap_err();
+/// assert_eq!(err, InvalidBrokerUri("http://10.0.0.5:8123".into()));
+/// assert!(err.to_string().contains("expected meta://host:port"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid broker address {0:?}: expected meta://host:port")]
 pub struct InvalidBrokerUri(pub String);

@@ -27,6 +27,15 @@ pub struct Partition {
 
 impl Partition {
     /// Partition `index` of broker `broker_id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::Partition;
+    /// let p = Partition::new(1, 3);
+    /// assert_eq!((p.broker_id, p.index), (1, 3));
+    /// assert_eq!(p.to_string(), "1-3");
+    /// ```
     pub const fn new(broker_id: u32, index: u32) -> Self {
         Self { broker_id, index }
     }
@@ -39,6 +48,17 @@ impl fmt::Display for Partition {
 }
 
 /// Why a partition name could not be parsed.
+///
+/// Holds the rejected text (at most 60 characters of it).
+///
+/// # Examples
+///
+/// ```
+/// use metaq::discovery::{InvalidPartition, Partition};
+/// let err = "1:3".parse::<Partition>().unwrap_err();
+/// assert_eq!(err, InvalidPartition("1:3".into()));
+/// assert!("1-x".parse::<Partition>().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid partition {0:?}: expected <brokerId>-<index>")]
 pub struct InvalidPartition(pub String);
@@ -57,6 +77,14 @@ impl FromStr for Partition {
 }
 
 /// Where a route was read from.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::discovery::{RouteSource, TopicRoute};
+/// // MetaQ 1.4.3 and later publish under `topics-pub`; that is the default.
+/// assert_eq!(TopicRoute::default().source, RouteSource::TopicsPub);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum RouteSource {
@@ -71,6 +99,23 @@ pub enum RouteSource {
 ///
 /// Only brokers with a `master` node are listed; partitions of a broker
 /// without one are dropped. Partitions are sorted by broker id, then index.
+///
+/// Routes come from [`Discovery::watch`](super::Discovery::watch) and
+/// [`read_route`](super::read_route); building one by hand is useful in tests.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::discovery::{Partition, RouteSource, TopicRoute};
+/// let route = TopicRoute {
+///     topic: "orders".into(),
+///     brokers: [(0, "meta://10.0.0.5:8123".parse().unwrap())].into(),
+///     partitions: vec![Partition::new(0, 0), Partition::new(0, 1)],
+///     source: RouteSource::TopicsPub,
+/// };
+/// assert_eq!(route.partitions.len(), 2);
+/// assert!(!route.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicRoute {
     /// The topic.
@@ -85,11 +130,34 @@ pub struct TopicRoute {
 
 impl TopicRoute {
     /// Whether no broker serves the topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::discovery::{Partition, TopicRoute};
+    /// let mut route = TopicRoute::default();
+    /// assert!(route.is_empty());
+    /// route.partitions.push(Partition::new(0, 0));
+    /// assert!(!route.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.partitions.is_empty()
     }
 
     /// The address of a partition's broker.
+    ///
+    /// `None` if the route does not list that broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::discovery::{Partition, TopicRoute};
+    /// let mut route = TopicRoute::default();
+    /// route.brokers.insert(0, "meta://10.0.0.5:8123".parse().unwrap());
+    /// let broker = route.broker_of(Partition::new(0, 2)).unwrap();
+    /// assert_eq!(broker.port, 8123);
+    /// assert_eq!(route.broker_of(Partition::new(1, 0)), None);
+    /// ```
     pub fn broker_of(&self, partition: Partition) -> Option<&BrokerUri> {
         self.brokers.get(&partition.broker_id)
     }

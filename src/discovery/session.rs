@@ -107,6 +107,26 @@ impl Discovery {
     /// [`Error::Config`] for invalid settings;
     /// [`Error::ZooKeeper`] with `operation: "connect"` (and the connect
     /// string as `path`) if no session could be established in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::discovery::{Discovery, ZkSettings};
+    /// let discovery = Discovery::connect(ZkSettings::new("127.0.0.1:2181")).await?;
+    /// assert!(discovery.session_info().is_some());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Invalid settings fail at once, before ZooKeeper is contacted:
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use metaq::discovery::{Discovery, ZkSettings};
+    /// let result = Discovery::connect(ZkSettings::new("127.0.0.1:2181").with_root("/a//b")).await;
+    /// assert!(matches!(result, Err(metaq::Error::Config { .. })));
+    /// # });
+    /// ```
     pub async fn connect(settings: ZkSettings) -> Result<Discovery, Error> {
         settings.validate()?;
         let client = open_session(&settings)
@@ -212,6 +232,19 @@ impl Discovery {
 
     /// Stops every task and closes the session. Route receivers see their
     /// sender dropped. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::discovery::{Discovery, ZkSettings};
+    /// let discovery = Discovery::connect(ZkSettings::new("127.0.0.1:2181")).await?;
+    /// let mut routes = discovery.watch("orders");
+    /// discovery.close().await;
+    /// while routes.changed().await.is_ok() {} // ends: the sender is gone
+    /// assert!(discovery.session_info().is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) {
         let inner = &self.inner;
         if !inner.cancel.is_cancelled() {
@@ -228,6 +261,19 @@ impl Discovery {
 
     /// The current session, `None` while a new one is being opened or
     /// after [`close`](Self::close). Tests use it to force an expiry.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::discovery::{Discovery, ZkSettings};
+    /// let discovery = Discovery::connect(ZkSettings::new("127.0.0.1:2181")).await?;
+    /// let session = discovery.session_info().expect("connect opened one");
+    /// println!("zookeeper session {}", session.id());
+    /// discovery.close().await;
+    /// assert!(discovery.session_info().is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn session_info(&self) -> Option<SessionInfo> {
         self.inner
             .context

@@ -6,6 +6,13 @@ use super::layout::{normalize_root, DEFAULT_ROOT};
 use crate::Error;
 
 /// The default ensemble, `localhost:2181`.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::discovery::{ZkSettings, DEFAULT_CONNECT};
+/// assert_eq!(ZkSettings::default().connect, DEFAULT_CONNECT);
+/// ```
 pub const DEFAULT_CONNECT: &str = "localhost:2181";
 
 /// Settings of the ZooKeeper side of a producer.
@@ -61,6 +68,17 @@ impl Default for ZkSettings {
 
 impl ZkSettings {
     /// Default settings for the ensemble `connect`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::discovery::ZkSettings;
+    /// let settings = ZkSettings::new("zk1:2181,zk2:2181/prod");
+    /// assert_eq!(settings.connect, "zk1:2181,zk2:2181/prod");
+    /// assert_eq!(settings.root, "/meta");
+    /// assert_eq!(settings.session_timeout, Duration::from_secs(30));
+    /// ```
     pub fn new(connect: impl Into<String>) -> Self {
         Self {
             connect: connect.into(),
@@ -74,36 +92,86 @@ impl ZkSettings {
     }
 
     /// Sets the MetaQ root, normalised (`meta`, `/meta/` → `/meta`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let settings = metaq::discovery::ZkSettings::new("zk:2181").with_root("prod/meta/");
+    /// assert_eq!(settings.root, "/prod/meta");
+    /// ```
     pub fn with_root(mut self, root: &str) -> Self {
         self.root = normalize_root(root);
         self
     }
 
     /// Sets [`session_timeout`](Self::session_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let settings = metaq::discovery::ZkSettings::new("zk:2181")
+    ///     .with_session_timeout(Duration::from_secs(10));
+    /// assert_eq!(settings.session_timeout, Duration::from_secs(10));
+    /// ```
     pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
         self
     }
 
     /// Sets [`connect_timeout`](Self::connect_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let settings = metaq::discovery::ZkSettings::new("zk:2181")
+    ///     .with_connect_timeout(Duration::from_secs(2));
+    /// assert_eq!(settings.connect_timeout, Duration::from_secs(2));
+    /// ```
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Sets [`relist_interval`](Self::relist_interval).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let settings = metaq::discovery::ZkSettings::new("zk:2181")
+    ///     .with_relist_interval(Duration::from_secs(5));
+    /// assert_eq!(settings.relist_interval, Duration::from_secs(5));
+    /// ```
     pub fn with_relist_interval(mut self, interval: Duration) -> Self {
         self.relist_interval = interval;
         self
     }
 
     /// Sets [`digest_auth`](Self::digest_auth) (`user:password`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let settings = metaq::discovery::ZkSettings::new("zk:2181")
+    ///     .with_digest_auth(String::from("producer:secret"));
+    /// assert_eq!(settings.digest_auth.as_deref(), Some("producer:secret"));
+    /// ```
     pub fn with_digest_auth(mut self, user_password: impl Into<String>) -> Self {
         self.digest_auth = Some(user_password.into());
         self
     }
 
     /// Sets [`max_partitions_per_broker`](Self::max_partitions_per_broker).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let settings = metaq::discovery::ZkSettings::new("zk:2181")
+    ///     .with_max_partitions_per_broker(64);
+    /// assert_eq!(settings.max_partitions_per_broker, 64);
+    /// ```
     pub fn with_max_partitions_per_broker(mut self, max: u32) -> Self {
         self.max_partitions_per_broker = max;
         self

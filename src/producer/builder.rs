@@ -50,6 +50,14 @@ pub struct ProducerBuilder {
 
 impl ProducerBuilder {
     /// A builder for the ensemble `zk_connect` (`host:port[,host:port…][/chroot]`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::ProducerBuilder;
+    /// // Nothing is contacted until `build`.
+    /// let builder = ProducerBuilder::new("zk1:2181,zk2:2181/prod");
+    /// ```
     pub fn new(zk_connect: impl Into<String>) -> Self {
         Self {
             config: ProducerConfig {
@@ -72,18 +80,40 @@ impl ProducerBuilder {
     }
 
     /// MetaQ root in ZooKeeper. Default `/meta`; normalised (`meta/` → `/meta`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").root("prod/meta/"); // `/prod/meta`
+    /// ```
     pub fn root(mut self, root: &str) -> Self {
         self.config.zk.root = normalize_root(root);
         self
     }
 
     /// ZooKeeper session timeout. Default 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").zk_session_timeout(Duration::from_secs(10));
+    /// ```
     pub fn zk_session_timeout(mut self, timeout: Duration) -> Self {
         self.config.zk.session_timeout = timeout;
         self
     }
 
     /// ZooKeeper digest credentials, `user:password`. Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").zk_digest_auth("producer:secret");
+    /// ```
     pub fn zk_digest_auth(mut self, user_password: impl Into<String>) -> Self {
         self.config.zk.digest_auth = Some(user_password.into());
         self
@@ -91,12 +121,28 @@ impl ProducerBuilder {
 
     /// How often every topic is listed again even without a ZooKeeper event
     /// (a safety net). Default 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").relist_interval(Duration::from_secs(60));
+    /// ```
     pub fn relist_interval(mut self, interval: Duration) -> Self {
         self.config.zk.relist_interval = interval;
         self
     }
 
     /// Time a send may take, retries included. Default 3 s (MetaQ's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").send_timeout(Duration::from_millis(500));
+    /// ```
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.config.send_timeout = timeout;
         self
@@ -104,6 +150,14 @@ impl ProducerBuilder {
 
     /// Bound on opening a TCP connection, on the first ZooKeeper session,
     /// and on waiting for a new broker's connection. Default 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").connect_timeout(Duration::from_secs(2));
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
         self.config.zk.connect_timeout = timeout;
@@ -115,12 +169,29 @@ impl ProducerBuilder {
     /// requests but stops answering is found even while requests are being
     /// written). Default 10 s; the answer must come within 5 s or the
     /// connection is dropped and reopened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").heartbeat_interval(Duration::from_secs(30));
+    /// ```
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.config.heartbeat_interval = interval;
         self
     }
 
     /// How partitions are chosen. Default [`RoundRobin`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::producer::KeyHash;
+    /// # use metaq::ProducerBuilder;
+    /// // Same key, same partition: per-key order is kept.
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").selector(KeyHash);
+    /// ```
     pub fn selector(mut self, selector: impl PartitionSelector) -> Self {
         self.config.selector = Arc::new(selector);
         self
@@ -130,6 +201,14 @@ impl ProducerBuilder {
     /// maybe sent, each on another broker when there is one. Default 2.
     /// Retries make delivery at-least-once: a "maybe sent" message retried
     /// elsewhere may be stored twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use metaq::ProducerBuilder;
+    /// // At most once: a failed send is never tried again.
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").retries(0);
+    /// ```
     pub fn retries(mut self, retries: u32) -> Self {
         self.config.retries = retries;
         self
@@ -137,12 +216,26 @@ impl ProducerBuilder {
 
     /// Requests awaiting an answer per broker connection before `send`
     /// waits (backpressure). Default 10 000.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").max_in_flight(1_000);
+    /// ```
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.config.max_in_flight = requests;
         self
     }
 
     /// Largest body (attribute block plus payload) a send accepts. Default 2 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").max_message_size(64 * 1024);
+    /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self
@@ -151,12 +244,27 @@ impl ProducerBuilder {
     /// A topic whose brokers take messages of topics no broker lists yet
     /// (MetaQ's `setDefaultTopic`; the brokers must accept them, e.g. with a
     /// wildcard topic). Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").default_topic("fallback");
+    /// ```
     pub fn default_topic(mut self, topic: impl Into<String>) -> Self {
         self.config.default_topic = Some(topic.into());
         self
     }
 
     /// How long [`Producer::publish`] waits for a topic's brokers. Default 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").publish_timeout(Duration::from_secs(30));
+    /// ```
     pub fn publish_timeout(mut self, timeout: Duration) -> Self {
         self.config.publish_timeout = timeout;
         self
@@ -165,12 +273,29 @@ impl ProducerBuilder {
     /// Timeout the broker applies to each transaction, sent with BEGIN in
     /// whole seconds; the broker caps it (60 s on MetaQ) and rolls back a
     /// transaction still open when it passes. Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder = ProducerBuilder::new("127.0.0.1:2181").transaction_timeout(Duration::from_secs(20));
+    /// ```
     pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
         self.config.transaction_timeout = Some(timeout);
         self
     }
 
     /// Wait for the answer to BEGIN, COMMIT and ROLLBACK. Default 5 s (MetaQ's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use metaq::ProducerBuilder;
+    /// let builder =
+    ///     ProducerBuilder::new("127.0.0.1:2181").transaction_request_timeout(Duration::from_secs(2));
+    /// ```
     pub fn transaction_request_timeout(mut self, timeout: Duration) -> Self {
         self.config.transaction_request_timeout = timeout;
         self
@@ -178,6 +303,35 @@ impl ProducerBuilder {
 
     /// Connects to ZooKeeper (bounded by the connect timeout) and returns
     /// the producer. Publishes the default topic, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for settings that cannot work (checked before
+    /// anything is contacted); [`Error::ZooKeeper`] if no session opened
+    /// within the connect timeout; [`Error::TopicUnavailable`] if the
+    /// default topic was not listed within the publish timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::ProducerBuilder;
+    /// let producer = ProducerBuilder::new("127.0.0.1:2181").root("/meta").build().await?;
+    /// producer.publish("orders").await?;
+    /// assert!(!producer.partitions("orders").is_empty());
+    /// producer.close().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Settings that cannot work are refused at once:
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use metaq::{Error, ProducerBuilder};
+    /// let result = ProducerBuilder::new("127.0.0.1:2181").max_message_size(0).build().await;
+    /// assert!(matches!(result, Err(Error::Config { .. })));
+    /// # });
+    /// ```
     pub async fn build(self) -> Result<Producer> {
         let config = self.config;
         if config.send_timeout.is_zero()

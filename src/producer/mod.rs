@@ -65,6 +65,19 @@ use crate::{Message, SendResult};
 ///
 /// Background tasks end when [`close`](Self::close) is called or the last
 /// handle is dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), metaq::Error> {
+/// use metaq::{Error, Producer};
+/// let producer = Producer::builder("127.0.0.1:2181").build().await?;
+/// let handle = producer.clone(); // e.g. for another task
+/// producer.close().await;
+/// // Clones share one producer: closing one closes them all.
+/// assert!(matches!(handle.publish("orders").await, Err(Error::Closed)));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     pub(crate) inner: Arc<ProducerInner>,
@@ -104,6 +117,19 @@ impl Drop for ProducerInner {
 
 impl Producer {
     /// A builder for a producer of the ensemble `zk_connect`.
+    ///
+    /// The same as [`ProducerBuilder::new`]; see
+    /// [`ProducerBuilder::build`] for connecting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::Producer;
+    /// let builder = Producer::builder("zk1:2181,zk2:2181/prod")
+    ///     .root("/meta")
+    ///     .send_timeout(Duration::from_secs(1));
+    /// ```
     pub fn builder(zk_connect: impl Into<String>) -> ProducerBuilder {
         ProducerBuilder::new(zk_connect)
     }
@@ -143,6 +169,17 @@ impl Producer {
     /// stays watched: a send succeeds as soon as a broker appears).
     /// Idempotent. [`send`](Self::send) publishes by itself; calling this
     /// first moves the wait out of the first send.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// // At start-up: fail early if the topic has no broker.
+    /// producer.publish("orders").await?;
+    /// assert!(!producer.partitions("orders").is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn publish(&self, topic: &str) -> Result<()> {
         self.inner.check_open()?;
         validate_topic(topic).map_err(|e| Error::invalid(topic, e))?;
@@ -168,6 +205,24 @@ impl Producer {
     /// call order, and awaiting the futures later is fine. Dropping the
     /// future gives up on the answer; a request not yet written is then not
     /// written at all.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::{Delivery, Message};
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// producer.publish("orders").await?;
+    /// // Both are queued now, in this order; the answers are awaited later.
+    /// let first = producer.send(Message::new("orders", "first"));
+    /// let second = producer.send(Message::new("orders", "second"));
+    /// let (first, second) = (first.await?, second.await?);
+    /// println!("{} at {}, {} at {}", first.partition, first.offset, second.partition, second.offset);
+    /// // An invalid message is refused before anything is written.
+    /// let refused = producer.send(Message::new("no spaces", "x")).await.unwrap_err();
+    /// assert_eq!(refused.delivery(), Some(Delivery::NotSent));
+    /// # Ok(()) }
+    /// ```
     pub fn send(
         &self,
         message: Message,
@@ -193,6 +248,21 @@ impl Producer {
     }
 
     /// The partitions a topic has right now (empty if unknown or unserved).
+    ///
+    /// Only topics this producer published or sent to are known.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// producer.publish("orders").await?;
+    /// for partition in producer.partitions("orders") {
+    ///     println!("orders has partition {partition}");
+    /// }
+    /// assert!(producer.partitions("never-published").is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn partitions(&self, topic: &str) -> Vec<Partition> {
         self.inner
             .topic(topic)
@@ -202,6 +272,18 @@ impl Producer {
 
     /// The producer's current ZooKeeper session (`None` while a new one is
     /// being opened, or after close). For tests that force its expiry.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// let session = producer.zk_session_info().expect("build opened one");
+    /// println!("zookeeper session {}", session.id());
+    /// producer.close().await;
+    /// assert!(producer.zk_session_info().is_none());
+    /// # Ok(()) }
+    /// ```
     #[doc(hidden)]
     pub fn zk_session_info(&self) -> Option<zookeeper_client::SessionInfo> {
         self.inner.discovery.session_info()
@@ -210,6 +292,18 @@ impl Producer {
     /// Stops new sends, waits for those in flight (at most the send timeout
     /// plus one second), then closes every connection and the ZooKeeper
     /// session. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::{Error, Message};
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// producer.close().await; // waits for sends in flight
+    /// let late = producer.send(Message::new("orders", "too late")).await;
+    /// assert!(matches!(late, Err(Error::Closed)));
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Release);

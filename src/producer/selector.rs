@@ -7,6 +7,28 @@ use crate::discovery::Partition;
 use crate::Message;
 
 /// What a selector sees for one message.
+///
+/// Only the producer makes these; a [`PartitionSelector`] reads them.
+///
+/// # Examples
+///
+/// A selector that keeps batches of 100 messages on one partition, using
+/// the topic's counter:
+///
+/// ```
+/// use std::sync::atomic::Ordering;
+/// use metaq::producer::{PartitionSelector, Selection};
+/// use metaq::Partition;
+///
+/// #[derive(Debug)]
+/// struct Batches;
+/// impl PartitionSelector for Batches {
+///     fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+///         let batch = s.sequence.fetch_add(1, Ordering::Relaxed) / 100;
+///         (!s.partitions.is_empty()).then(|| s.partitions[batch as usize % s.partitions.len()])
+///     }
+/// }
+/// ```
 pub struct Selection<'a> {
     /// The message's topic.
     pub topic: &'a str,
@@ -45,6 +67,23 @@ impl<'a> Selection<'a> {
     /// was), it is asked again with looser standards, in turn: connected
     /// and not tried by this send; connected; not tried by this send. The
     /// last answer stands.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::producer::{PartitionSelector, Selection};
+    /// use metaq::Partition;
+    ///
+    /// /// The first usable partition, else the first one.
+    /// #[derive(Debug)]
+    /// struct FirstUsable;
+    /// impl PartitionSelector for FirstUsable {
+    ///     fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+    ///         let usable = s.partitions.iter().find(|p| s.is_usable(**p));
+    ///         usable.or(s.partitions.first()).copied()
+    ///     }
+    /// }
+    /// ```
     pub fn is_usable(&self, partition: Partition) -> bool {
         (self.usable)(partition)
     }
@@ -76,6 +115,30 @@ impl fmt::Debug for Selection<'_> {
 /// ```
 pub trait PartitionSelector: Send + Sync + fmt::Debug + 'static {
     /// One of `selection.partitions`, or `None` if none fits.
+    ///
+    /// Called for every message (and again for each retry), so it should be
+    /// quick; it must not block.
+    ///
+    /// # Examples
+    ///
+    /// Audit messages on broker 0, the rest round-robin:
+    ///
+    /// ```
+    /// use metaq::producer::{PartitionSelector, RoundRobin, Selection};
+    /// use metaq::Partition;
+    ///
+    /// #[derive(Debug)]
+    /// struct AuditOnZero;
+    /// impl PartitionSelector for AuditOnZero {
+    ///     fn select(&self, s: &Selection<'_>) -> Option<Partition> {
+    ///         match s.message.attribute() {
+    ///             Some("audit") => s.partitions.iter().copied().find(|p| p.broker_id == 0),
+    ///             _ => RoundRobin.select(s),
+    ///         }
+    ///     }
+    /// }
+    /// let builder = metaq::Producer::builder("127.0.0.1:2181").selector(AuditOnZero);
+    /// ```
     fn select(&self, selection: &Selection<'_>) -> Option<Partition>;
 }
 
@@ -83,6 +146,14 @@ pub trait PartitionSelector: Send + Sync + fmt::Debug + 'static {
 /// after `N × partitions` sends every partition has had exactly `N` (while
 /// all are usable). As in MetaQ the counter is incremented before use, so the
 /// first message goes to index `1 % len`. Unusable partitions are skipped.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::producer::RoundRobin;
+/// // The default; setting it is only needed to undo another selector.
+/// let builder = metaq::Producer::builder("127.0.0.1:2181").selector(RoundRobin);
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RoundRobin;
 
@@ -102,6 +173,13 @@ impl PartitionSelector for RoundRobin {
 }
 
 /// A uniformly random usable partition.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::producer::Random;
+/// let builder = metaq::Producer::builder("127.0.0.1:2181").selector(Random);
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Random;
 
@@ -137,6 +215,19 @@ pub struct KeyHash;
 
 impl KeyHash {
     /// 32-bit FNV-1a.
+    ///
+    /// Public so that other code can tell which partition a key goes to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::producer::KeyHash;
+    /// assert_eq!(KeyHash::hash(b""), 0x811c_9dc5); // the FNV offset basis
+    /// assert_eq!(KeyHash::hash(b"foobar"), 0xbf9c_f968); // a published test vector
+    /// // The partition of a key among 6 (sorted) partitions:
+    /// let index = KeyHash::hash(b"customer-42") as usize % 6;
+    /// assert_eq!(index, 0xfe68_adbe % 6);
+    /// ```
     pub fn hash(key: &[u8]) -> u32 {
         key.iter().fold(0x811c_9dc5_u32, |h, b| {
             (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)

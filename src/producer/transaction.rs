@@ -76,6 +76,20 @@ impl std::fmt::Debug for Transaction {
 impl Producer {
     /// Opens a local transaction. Nothing is sent until its first message.
     /// Several may be open at once, each with its own key.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// let first = producer.begin_transaction()?;
+    /// let second = producer.begin_transaction()?;
+    /// assert_ne!(first.key(), second.key());
+    /// // Nothing was sent yet, so these go nowhere.
+    /// first.rollback().await?;
+    /// second.rollback().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn begin_transaction(&self) -> Result<Transaction> {
         let inner = &self.inner;
         inner.check_open()?;
@@ -112,11 +126,36 @@ fn whole_seconds(timeout: Duration) -> Option<i32> {
 
 impl Transaction {
     /// The key, `TX:<sessionId>:<n>`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// let tx = producer.begin_transaction()?;
+    /// assert!(tx.key().starts_with("TX:"));
+    /// println!("opened {}", tx.key()); // the broker logs this key too
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self) -> &str {
         &self.key_text
     }
 
     /// The broker the transaction is pinned to, once a message was sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// use metaq::Message;
+    /// let mut tx = producer.begin_transaction()?;
+    /// assert!(tx.broker().is_none()); // nothing sent yet
+    /// let sent = tx.send(Message::new("orders", "first")).await?;
+    /// assert_eq!(tx.broker(), Some(&sent.broker));
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn broker(&self) -> Option<&BrokerUri> {
         self.pinned.as_ref().map(|p| p.connection.uri())
     }
@@ -124,6 +163,20 @@ impl Transaction {
     /// Sets this transaction's broker-side timeout (default: the builder's),
     /// in whole seconds, at least 1; zero means none. Only effective before
     /// the first message.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// use std::time::Duration;
+    /// use metaq::Message;
+    /// // The broker rolls it back if it is still open after 30 s.
+    /// let mut tx = producer.begin_transaction()?.with_timeout(Duration::from_secs(30));
+    /// tx.send(Message::new("orders", "first")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout_secs = whole_seconds(timeout);
         self
@@ -146,6 +199,19 @@ impl Transaction {
 
     /// Sends a message inside the transaction. It is stored by the broker but
     /// invisible until commit; the result's offset is `-1`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// use metaq::Message;
+    /// let mut tx = producer.begin_transaction()?;
+    /// let sent = tx.send(Message::new("orders", "first")).await?;
+    /// assert_eq!(sent.offset, -1); // not in the log until commit
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&mut self, message: Message) -> Result<SendResult> {
         let inner = Arc::clone(&self.inner);
         inner.check_open()?;
@@ -310,6 +376,23 @@ impl Transaction {
     /// sent, nothing goes on the wire. A broken transaction is rolled back
     /// instead and reported as [`Error::TransactionFailed`]; a commit whose
     /// answer never comes is [`Error::TransactionOutcomeUnknown`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// use metaq::{Error, Message};
+    /// let mut tx = producer.begin_transaction()?;
+    /// tx.send(Message::new("orders", "debit")).await?;
+    /// tx.send(Message::new("orders", "credit")).await?;
+    /// match tx.commit().await {
+    ///     Ok(()) => println!("both visible"),
+    ///     Err(Error::TransactionOutcomeUnknown { key, .. }) => eprintln!("{key}: check later"),
+    ///     Err(e) => return Err(e), // not committed: neither is visible
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn commit(mut self) -> Result<()> {
         self.finished = true;
         let Some(pinned) = self.pinned.take() else {
@@ -347,6 +430,18 @@ impl Transaction {
 
     /// Rolls back: nothing sent in the transaction becomes visible. With no
     /// message sent, nothing goes on the wire.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// use metaq::Message;
+    /// let mut tx = producer.begin_transaction()?;
+    /// tx.send(Message::new("orders", "draft")).await?;
+    /// tx.rollback().await?; // "draft" never becomes visible
+    /// # Ok(()) }
+    /// ```
     pub async fn rollback(mut self) -> Result<()> {
         self.finished = true;
         let Some(pinned) = self.pinned.take() else {
