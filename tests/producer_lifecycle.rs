@@ -396,6 +396,7 @@ async fn build_fails_with_typed_errors() {
     let root = unique_root();
     for builder in [
         producer(&root).send_timeout(Duration::ZERO),
+        producer(&root).heartbeat_interval(Duration::ZERO),
         producer(&root).max_in_flight(0),
         producer(&root).max_message_size(0),
         producer(&root).default_topic("bad topic"),

@@ -48,7 +48,7 @@ struct RunArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8123")]
     listen: SocketAddr,
-    /// ZooKeeper connect string, host:port[,host:port...][/chroot].
+    /// ZooKeeper connect string, `host:port[,host:port...][/chroot]`.
     #[arg(long, required = true)]
     zk: Option<String>,
     /// MetaQ root in ZooKeeper.

@@ -309,6 +309,7 @@ impl fmt::Display for BrokerUri {
 /// use metaq::discovery::{BrokerUri, InvalidBrokerUri};
 /// let err = "http://10.0.0.5:8123".parse::<BrokerUri>().unwrap_err();
 /// assert_eq!(err, InvalidBrokerUri("http://10.0.0.5:8123".into()));
+/// assert!("meta://10.0.0.5:+8123".parse::<BrokerUri>().is_err());
 /// assert!(err.to_string().contains("expected meta://host:port"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -333,7 +334,7 @@ impl FromStr for BrokerUri {
         }
         Ok(Self {
             host: host.to_owned(),
-            port: port.parse().map_err(|_| bad())?,
+            port: super::route::digits(port).ok_or_else(bad)?,
         })
     }
 }

@@ -58,6 +58,7 @@ impl fmt::Display for Partition {
 /// let err = "1:3".parse::<Partition>().unwrap_err();
 /// assert_eq!(err, InvalidPartition("1:3".into()));
 /// assert!("1-x".parse::<Partition>().is_err());
+/// assert!("+1-2".parse::<Partition>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid partition {0:?}: expected <brokerId>-<index>")]
@@ -70,10 +71,19 @@ impl FromStr for Partition {
         let bad = || InvalidPartition(text.chars().take(60).collect());
         let (broker, index) = text.split_once('-').ok_or_else(bad)?;
         Ok(Self {
-            broker_id: broker.parse().map_err(|_| bad())?,
-            index: index.parse().map_err(|_| bad())?,
+            broker_id: digits(broker).ok_or_else(bad)?,
+            index: digits(index).ok_or_else(bad)?,
         })
     }
+}
+
+/// A number written as ASCII digits only: Rust's own parsing also takes a
+/// leading `+`, which MetaQ never writes.
+pub(crate) fn digits<T: FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Where a route was read from.

@@ -335,11 +335,14 @@ impl ProducerBuilder {
     pub async fn build(self) -> Result<Producer> {
         let config = self.config;
         if config.send_timeout.is_zero()
+            || config.heartbeat_interval.is_zero()
             || config.max_in_flight == 0
             || config.max_message_size == 0
         {
             return Err(Error::Config {
-                reason: "send timeout, max in flight and max message size must be positive".into(),
+                reason: "send timeout, heartbeat interval, max in flight and max message size \
+                         must be positive"
+                    .into(),
             });
         }
         if let Some(topic) = &config.default_topic {

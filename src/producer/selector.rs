@@ -42,20 +42,59 @@ pub struct Selection<'a> {
 }
 
 impl<'a> Selection<'a> {
-    pub(crate) fn new(
-        topic: &'a str,
-        partitions: &'a [Partition],
-        message: &'a Message,
-        sequence: &'a AtomicU64,
-        usable: &'a (dyn Fn(Partition) -> bool + Sync),
-    ) -> Self {
+    /// A selection over `partitions` (sorted, as the producer keeps them)
+    /// for `message`, with every partition usable. The producer makes its
+    /// own; this one is for testing a selector.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::AtomicU64;
+    /// use metaq::producer::{PartitionSelector, RoundRobin, Selection};
+    /// use metaq::{Message, Partition};
+    ///
+    /// let partitions = [Partition::new(0, 0), Partition::new(0, 1)];
+    /// let message = Message::new("orders", "hello");
+    /// let counter = AtomicU64::new(0);
+    /// let selection = Selection::new(&partitions, &message, &counter);
+    /// assert_eq!(selection.topic, "orders");
+    /// // Round-robin starts at index 1, as MetaQ's does.
+    /// assert_eq!(RoundRobin.select(&selection), Some(Partition::new(0, 1)));
+    /// assert_eq!(RoundRobin.select(&selection), Some(Partition::new(0, 0)));
+    /// ```
+    pub fn new(partitions: &'a [Partition], message: &'a Message, sequence: &'a AtomicU64) -> Self {
+        fn all(_: Partition) -> bool {
+            true
+        }
         Self {
-            topic,
+            topic: message.topic(),
             partitions,
             message,
             sequence,
-            usable,
+            usable: &all,
         }
+    }
+
+    /// The same selection with only the partitions for which `usable`
+    /// holds counted as usable (see [`is_usable`](Self::is_usable)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::AtomicU64;
+    /// use metaq::producer::{PartitionSelector, Random, Selection};
+    /// use metaq::{Message, Partition};
+    ///
+    /// let partitions = [Partition::new(0, 0), Partition::new(1, 0)];
+    /// let message = Message::new("orders", "hello");
+    /// let counter = AtomicU64::new(0);
+    /// let broker_1_only = |p: Partition| p.broker_id == 1;
+    /// let selection = Selection::new(&partitions, &message, &counter).with_usable(&broker_1_only);
+    /// assert!(!selection.is_usable(Partition::new(0, 0)));
+    /// assert_eq!(Random.select(&selection), Some(Partition::new(1, 0)));
+    /// ```
+    pub fn with_usable(self, usable: &'a (dyn Fn(Partition) -> bool + Sync)) -> Self {
+        Self { usable, ..self }
     }
 
     /// Whether the partition's broker is fit to take a message now: its
@@ -261,17 +300,16 @@ mod tests {
         let parts = parts();
         let seq = AtomicU64::new(0);
         let msg = Message::new("t", "x");
-        let all = |_| true;
         let mut counts = std::collections::HashMap::new();
         for _ in 0..600 {
-            let s = Selection::new("t", &parts, &msg, &seq, &all);
+            let s = Selection::new(&parts, &msg, &seq);
             *counts.entry(RoundRobin.select(&s).unwrap()).or_insert(0) += 1;
         }
         assert!(counts.values().all(|c| *c == 100));
         // MetaQ's first pick is index 1.
         let seq = AtomicU64::new(0);
         assert_eq!(
-            RoundRobin.select(&Selection::new("t", &parts, &msg, &seq, &all)),
+            RoundRobin.select(&Selection::new(&parts, &msg, &seq)),
             Some(Partition::new(0, 1))
         );
     }
@@ -283,13 +321,13 @@ mod tests {
         let msg = Message::new("t", "x");
         let not_zero = |p: Partition| p.broker_id != 0;
         for _ in 0..20 {
-            let s = Selection::new("t", &parts, &msg, &seq, &not_zero);
+            let s = Selection::new(&parts, &msg, &seq).with_usable(&not_zero);
             assert_eq!(RoundRobin.select(&s).unwrap().broker_id, 1);
         }
         // Nothing usable: still answers (the send will report the failure).
         let none = |_| false;
         assert!(RoundRobin
-            .select(&Selection::new("t", &parts, &msg, &seq, &none))
+            .select(&Selection::new(&parts, &msg, &seq).with_usable(&none))
             .is_some());
     }
 
@@ -299,10 +337,10 @@ mod tests {
         let seq = AtomicU64::new(0);
         let msg = Message::new("t", "x").with_key("customer-42");
         let none = |_| false;
-        let first = KeyHash.select(&Selection::new("t", &parts, &msg, &seq, &none));
+        let first = KeyHash.select(&Selection::new(&parts, &msg, &seq).with_usable(&none));
         for _ in 0..10 {
             assert_eq!(
-                KeyHash.select(&Selection::new("t", &parts, &msg, &seq, &none)),
+                KeyHash.select(&Selection::new(&parts, &msg, &seq).with_usable(&none)),
                 first
             );
         }
@@ -319,7 +357,7 @@ mod tests {
         let msg = Message::new("t", "x");
         let only = |p: Partition| p == Partition::new(1, 2);
         for _ in 0..50 {
-            let s = Selection::new("t", &parts, &msg, &seq, &only);
+            let s = Selection::new(&parts, &msg, &seq).with_usable(&only);
             assert_eq!(Random.select(&s), Some(Partition::new(1, 2)));
         }
     }

@@ -154,8 +154,7 @@ impl ProducerInner {
             [&healthy, &connected_untried, &connected, &untried];
         let mut chosen = None;
         for tier in tiers {
-            let selection =
-                Selection::new(message.topic(), &route.partitions, message, sequence, tier);
+            let selection = Selection::new(&route.partitions, message, sequence).with_usable(tier);
             let partition = self.config.selector.select(&selection);
             chosen = partition;
             if partition.is_none_or(tier) {

@@ -339,9 +339,7 @@ impl Transaction {
             .copied()
             .filter(|p| p.broker_id == broker_id)
             .collect();
-        let any = |_| true;
-        let selection =
-            Selection::new(message.topic(), &candidates, message, &state.sequence, &any);
+        let selection = Selection::new(&candidates, message, &state.sequence);
         self.inner
             .config
             .selector

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 /// Where the cluster is: the arguments every command shares.
 #[derive(Args)]
 pub(crate) struct ClusterArgs {
-    /// ZooKeeper connect string, host:port[,host:port...][/chroot].
+    /// ZooKeeper connect string, `host:port[,host:port...][/chroot]`.
     #[arg(long)]
     pub(crate) zk: String,
     /// MetaQ root in ZooKeeper.
