@@ -212,6 +212,7 @@ impl Transaction {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "transaction_send", skip_all, fields(key = %self.key_text, topic = %message.topic()))]
     pub async fn send(&mut self, message: Message) -> Result<SendResult> {
         let inner = Arc::clone(&self.inner);
         inner.check_open()?;
@@ -391,6 +392,7 @@ impl Transaction {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "transaction_commit", skip_all, fields(key = %self.key_text))]
     pub async fn commit(mut self) -> Result<()> {
         self.finished = true;
         let Some(pinned) = self.pinned.take() else {
@@ -440,6 +442,7 @@ impl Transaction {
     /// tx.rollback().await?; // "draft" never becomes visible
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "transaction_rollback", skip_all, fields(key = %self.key_text))]
     pub async fn rollback(mut self) -> Result<()> {
         self.finished = true;
         let Some(pinned) = self.pinned.take() else {
