@@ -49,7 +49,7 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 /// ends; this is what stops the shared server, which lives in a static and
 /// is never dropped.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```no_run
 /// use metaq::testkit::{unique_root, ZkServer};
@@ -108,7 +108,7 @@ impl ZkServer {
     /// [`TestkitError::StartTimeout`] if the server does not come up,
     /// [`TestkitError::Io`] if the temp dir or a process cannot be created.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -170,7 +170,7 @@ impl ZkServer {
     /// the reason and the install hint, failing the test (tests never skip
     /// for lack of ZooKeeper).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -201,7 +201,7 @@ impl ZkServer {
     /// The connect string for clients: `127.0.0.1:PORT`, or the value of
     /// `METAQ_TEST_ZK` for an external ensemble.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -287,7 +287,7 @@ impl ZkServer {
     /// server does not come up (e.g. the port has been taken meanwhile),
     /// [`TestkitError::External`] for an external ensemble.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -325,7 +325,7 @@ impl ZkServer {
     /// If no session can be established (it's for tests); the message says
     /// why and includes the server's log tail.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// # async fn example() {
@@ -382,7 +382,7 @@ impl ZkServer {
     ///
     /// If the session cannot be expired within 30 s.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// # async fn example() {
