@@ -32,6 +32,14 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     /// A topic with `partitions` partitions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::TopicConfig;
+    /// let topic = TopicConfig::new("orders", 4);
+    /// assert_eq!(topic, "orders:4".parse().unwrap());
+    /// ```
     pub fn new(name: impl Into<String>, partitions: u32) -> Self {
         Self {
             name: name.into(),
@@ -40,11 +48,29 @@ impl TopicConfig {
     }
 
     /// Whether the name contains a `*` wildcard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::TopicConfig;
+    /// assert!(TopicConfig::new("log-*", 2).is_pattern());
+    /// assert!(!TopicConfig::new("orders", 4).is_pattern());
+    /// ```
     pub fn is_pattern(&self) -> bool {
         self.name.contains('*')
     }
 
     /// Whether `topic` is this topic or matches this pattern.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::TopicConfig;
+    /// let pattern = TopicConfig::new("log-*", 2);
+    /// assert!(pattern.matches("log-app"));
+    /// assert!(!pattern.matches("orders"));
+    /// assert!(TopicConfig::new("orders", 4).matches("orders"));
+    /// ```
     pub fn matches(&self, topic: &str) -> bool {
         glob_match(self.name.as_bytes(), topic.as_bytes())
     }
@@ -73,6 +99,15 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// Why a `NAME:PARTITIONS` topic spec was refused.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::TopicConfig;
+/// let err = "orders:0".parse::<TopicConfig>().unwrap_err();
+/// assert_eq!(err.spec, "orders:0");
+/// assert_eq!(err.reason, "partition count must be 1 to 1024");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid topic spec {spec:?}: {reason} (expected NAME:PARTITIONS, e.g. orders:4)")]
 pub struct InvalidTopicSpec {
@@ -150,6 +185,16 @@ pub struct BrokerConfig {
 
 impl BrokerConfig {
     /// A configuration with every default and no topics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::{BrokerConfig, FlushPolicy};
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0");
+    /// assert_eq!(config.root, "/meta");
+    /// assert_eq!(config.flush, FlushPolicy::Group);
+    /// assert!(config.topics.is_empty());
+    /// ```
     pub fn new(id: u32, zk_connect: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             id,
@@ -169,60 +214,164 @@ impl BrokerConfig {
     }
 
     /// Sets the listen address (default `127.0.0.1:8123`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::BrokerConfig;
+    /// // Port 0: the broker picks a free port, see `Broker::local_addr`.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_listen("0.0.0.0:0".parse().unwrap());
+    /// assert_eq!(config.listen.port(), 0);
+    /// ```
     pub fn with_listen(mut self, listen: SocketAddr) -> Self {
         self.listen = listen;
         self
     }
 
     /// Sets the MetaQ root (default `/meta`); it is normalised.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::BrokerConfig;
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_root("test/meta/");
+    /// assert_eq!(config.root, "/test/meta");
+    /// ```
     pub fn with_root(mut self, root: &str) -> Self {
         self.root = normalize_root(root);
         self
     }
 
     /// Adds an accepted topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::{BrokerConfig, TopicConfig};
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_topic(TopicConfig::new("orders", 4))
+    ///     .with_topic("log-*:2".parse().unwrap());
+    /// assert_eq!(config.topics.len(), 2);
+    /// ```
     pub fn with_topic(mut self, topic: TopicConfig) -> Self {
         self.topics.push(topic);
         self
     }
 
     /// Sets the host written in the broker URI (default: the listen IP).
+    /// Needed when producers reach the broker by another address than the
+    /// one it listens on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::BrokerConfig;
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_listen("0.0.0.0:8123".parse().unwrap())
+    ///     .with_host_name("broker0.example.com");
+    /// assert_eq!(config.host_name.as_deref(), Some("broker0.example.com"));
+    /// ```
     pub fn with_host_name(mut self, host: impl Into<String>) -> Self {
         self.host_name = Some(host.into());
         self
     }
 
     /// Sets the largest accepted body (default 2 MiB).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::BrokerConfig;
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_max_message_size(1024);
+    /// assert_eq!(config.max_message_size, 1024);
+    /// ```
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
     }
 
     /// Sets the flush policy (default group commit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::{BrokerConfig, FlushPolicy};
+    /// // Faster, but an acknowledged message may be lost in a crash.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_flush(FlushPolicy::Os);
+    /// assert_eq!(config.flush, FlushPolicy::Os);
+    /// ```
     pub fn with_flush(mut self, flush: FlushPolicy) -> Self {
         self.flush = flush;
         self
     }
 
     /// Sets the segment size (default 1 GiB).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::BrokerConfig;
+    /// // Small segments let a test see the log roll over quickly.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_max_segment_size(4096);
+    /// assert_eq!(config.max_segment_size, 4096);
+    /// ```
     pub fn with_max_segment_size(mut self, bytes: u64) -> Self {
         self.max_segment_size = bytes;
         self
     }
 
     /// Sets the ZooKeeper session timeout (default 30 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::broker::BrokerConfig;
+    /// // A short session makes a killed broker vanish from ZooKeeper sooner.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_zk_session_timeout(Duration::from_secs(4));
+    /// assert_eq!(config.zk_session_timeout, Duration::from_secs(4));
+    /// ```
     pub fn with_zk_session_timeout(mut self, timeout: Duration) -> Self {
         self.zk_session_timeout = timeout;
         self
     }
 
     /// Sets the pause between leaving ZooKeeper and closing sockets (default 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::broker::BrokerConfig;
+    /// // MetaQ's own pause, so producers move away before the socket closes.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_shutdown_grace(Duration::from_secs(5));
+    /// assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+    /// ```
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
 
     /// The first topic entry that accepts `topic`, exact names before patterns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::{BrokerConfig, TopicConfig};
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_topic(TopicConfig::new("log-*", 2))
+    ///     .with_topic(TopicConfig::new("log-app", 8));
+    /// assert_eq!(config.topic("log-app").unwrap().partitions, 8);
+    /// assert_eq!(config.topic("log-web").unwrap().partitions, 2);
+    /// assert!(config.topic("orders").is_none());
+    /// ```
     pub fn topic(&self, topic: &str) -> Option<&TopicConfig> {
         self.topics
             .iter()

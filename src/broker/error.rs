@@ -3,6 +3,19 @@
 use std::sync::Arc;
 
 /// Why the broker could not start or change its registration.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use metaq::broker::{Broker, BrokerConfig, BrokerError};
+/// // Broker ids are 0 to 1023; the config is checked before anything starts.
+/// let config = BrokerConfig::new(1024, "127.0.0.1:2181", "/tmp/metaq-unused");
+/// let Err(err) = Broker::start(config).await else { panic!("started") };
+/// assert!(matches!(err, BrokerError::Config { .. }));
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {

@@ -61,6 +61,27 @@ struct Inner {
 impl Broker {
     /// Binds the listen address, opens the store, registers in ZooKeeper and
     /// starts accepting connections.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Config`] for an unusable configuration (checked before
+    /// anything else), [`BrokerError::Listen`], [`BrokerError::Storage`],
+    /// [`BrokerError::ZooKeeper`], or [`BrokerError::IdTaken`] when another
+    /// live broker has the same id.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::broker::{Broker, BrokerConfig, TopicConfig};
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_listen("127.0.0.1:0".parse().unwrap())
+    ///     .with_topic(TopicConfig::new("test", 4));
+    /// let broker = Broker::start(config).await?;
+    /// assert_ne!(broker.local_addr().port(), 0);
+    /// broker.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         check(&config)?;
         let config = Arc::new(config);
@@ -92,16 +113,44 @@ impl Broker {
     }
 
     /// The address the broker listens on (the actual port when 0 was asked).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// let addr = broker.local_addr();
+    /// assert_eq!(addr.port(), broker.uri().port);
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         *lock(&self.inner.local_addr)
     }
 
     /// The URI registered in ZooKeeper, `meta://host:port`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// // Listening on 127.0.0.1 with no host name configured:
+    /// let uri = broker.uri();
+    /// assert_eq!(uri.to_string(), format!("meta://{}", broker.local_addr()));
+    /// # Ok(()) }
+    /// ```
     pub fn uri(&self) -> BrokerUri {
         self.inner.shared.uri()
     }
 
     /// The configuration the broker runs with.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// // Does this broker accept puts to `test`?
+    /// assert!(broker.config().topic("test").is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.shared.config
     }
@@ -109,6 +158,15 @@ impl Broker {
     /// Graceful stop, MetaQ's order: leave ZooKeeper, wait the configured
     /// grace, stop accepting, answer every request already read (bounded by
     /// 10 s), flush the store. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// broker.shutdown().await;
+    /// broker.shutdown().await; // a second call returns at once
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         let mut done = inner.shut_down.lock().await;
@@ -138,27 +196,92 @@ impl Broker {
 
     /// Delays every answer by `delay` (zero turns it off). Puts are still
     /// stored at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use std::time::Duration;
+    /// use metaq::testkit::RawClient;
+    /// broker.delay_responses(Duration::from_millis(500));
+    /// let mut client = RawClient::connect(broker.local_addr()).await;
+    /// client.send(b"version 1\r\n").await;
+    /// assert!(client.response_within(Duration::from_millis(100)).await.is_none());
+    /// broker.delay_responses(Duration::ZERO);
+    /// # Ok(()) }
+    /// ```
     pub fn delay_responses(&self, delay: Duration) {
         self.inner.shared.faults.set_response_delay(delay);
     }
 
     /// Answers the next `count` plain puts with `code` (body `injected failure`)
     /// without storing them.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::protocol::StatusCode;
+    /// use metaq::testkit::RawClient;
+    /// broker.fail_next_puts(1, StatusCode::INTERNAL_SERVER_ERROR);
+    /// let mut client = RawClient::connect(broker.local_addr()).await;
+    /// let answer = client.call(b"put test 0 5 0 907060870 1\r\nhello").await.unwrap();
+    /// assert_eq!(answer.code, StatusCode::INTERNAL_SERVER_ERROR);
+    /// # Ok(()) }
+    /// ```
     pub fn fail_next_puts(&self, count: u32, code: StatusCode) {
         self.inner.shared.faults.fail_next_puts(count, code);
     }
 
     /// While stalled, requests are read and dropped: never stored, never answered.
+    /// Use it to test a client's timeouts against a broker that hangs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use std::time::Duration;
+    /// use metaq::testkit::RawClient;
+    /// broker.stall(true);
+    /// let mut client = RawClient::connect(broker.local_addr()).await;
+    /// client.send(b"version 1\r\n").await;
+    /// assert!(client.response_within(Duration::from_secs(1)).await.is_none());
+    /// broker.stall(false);
+    /// # Ok(()) }
+    /// ```
     pub fn stall(&self, stalled: bool) {
         self.inner.shared.faults.set_stalled(stalled);
     }
 
     /// While refusing, new connections are accepted and closed at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::testkit::RawClient;
+    /// broker.refuse_connections(true);
+    /// let mut client = RawClient::connect(broker.local_addr()).await;
+    /// assert!(client.is_closed().await);
+    /// broker.refuse_connections(false);
+    /// # Ok(()) }
+    /// ```
     pub fn refuse_connections(&self, refuse: bool) {
         self.inner.shared.faults.set_refuse_connections(refuse);
     }
 
     /// Cuts every open connection now (their open transactions roll back).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::testkit::RawClient;
+    /// let mut client = RawClient::connect(broker.local_addr()).await;
+    /// broker.drop_connections();
+    /// assert!(client.is_closed().await);
+    /// # Ok(()) }
+    /// ```
     pub fn drop_connections(&self) {
         self.inner.cut_connections();
     }
@@ -182,17 +305,57 @@ impl Broker {
     }
 
     /// Removes this broker's nodes from ZooKeeper; it keeps serving.
+    /// Producers then stop sending to it, as if it had gone away.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::discovery::ZkPaths;
+    /// use metaq::testkit::ZkServer;
+    /// let config = broker.config();
+    /// let master = ZkPaths::new(&config.root).broker_master(config.id);
+    /// broker.unregister().await?;
+    /// let zk = ZkServer::shared().client().await;
+    /// assert_eq!(zk.check_stat(&master).await.unwrap(), None);
+    /// # Ok(()) }
+    /// ```
     pub async fn unregister(&self) -> Result<(), BrokerError> {
         self.inner.shared.registry.unregister().await
     }
 
     /// Registers again (after [`unregister`](Self::unregister)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::discovery::ZkPaths;
+    /// use metaq::testkit::ZkServer;
+    /// let config = broker.config();
+    /// let master = ZkPaths::new(&config.root).broker_master(config.id);
+    /// broker.unregister().await?;
+    /// broker.register().await?;
+    /// let zk = ZkServer::shared().client().await;
+    /// assert!(zk.check_stat(&master).await.unwrap().is_some());
+    /// # Ok(()) }
+    /// ```
     pub async fn register(&self) -> Result<(), BrokerError> {
         self.inner.shared.registry.register(None).await
     }
 
     /// The broker's current ZooKeeper session, so a fault test can force its
     /// expiry; the broker then opens a new session and registers again.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// use metaq::testkit::ZkServer;
+    /// let session = broker.zk_session().await?;
+    /// ZkServer::shared().expire_session(&session).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn zk_session(&self) -> Result<zookeeper_client::SessionInfo, BrokerError> {
         self.inner.shared.registry.session().await
     }
@@ -200,6 +363,17 @@ impl Broker {
     /// Moves to a new listen address: binds it, cuts the connections of the
     /// old one, stops listening there, and registers the new URI. Returns the
     /// new local address.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::broker::Broker) -> Result<(), metaq::broker::BrokerError> {
+    /// let old = broker.local_addr();
+    /// let new = broker.move_to("127.0.0.1:0".parse().unwrap()).await?;
+    /// assert_ne!(new, old);
+    /// assert_eq!(broker.local_addr(), new);
+    /// # Ok(()) }
+    /// ```
     pub async fn move_to(&self, listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
         let inner = &self.inner;
         let (listener, local_addr) = bind(listen).await?;

@@ -28,17 +28,45 @@ fn mask(crc: u32) -> i32 {
 pub struct Checksum(crc32fast::Hasher);
 
 impl Checksum {
-    /// An empty checksum.
+    /// An empty checksum; feed it with [`update`](Self::update).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::{checksum, Checksum};
+    /// assert_eq!(Checksum::new().finish(), checksum(b""));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Feeds the next piece of the body.
+    /// Feeds the next piece of the body. Pieces are hashed in order, as if
+    /// joined, so the attribute block and the payload can stay apart.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::{attribute_body, checksum, Checksum};
+    /// let mut c = Checksum::new();
+    /// c.update(b"\x00\x00\x00\x04tag1"); // attribute block
+    /// c.update(b"hello"); // payload
+    /// assert_eq!(c.finish(), checksum(&attribute_body(Some("tag1"), b"hello")));
+    /// ```
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
-    /// The masked CRC of everything fed so far.
+    /// The masked CRC of everything fed so far: never negative, so it cannot
+    /// be mistaken for the "not supplied" value `-1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::Checksum;
+    /// let mut c = Checksum::new();
+    /// c.update(b"hello");
+    /// assert_eq!(c.finish(), 907_060_870);
+    /// ```
     pub fn finish(self) -> i32 {
         mask(self.0.finalize())
     }

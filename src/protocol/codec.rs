@@ -16,7 +16,18 @@ use super::{
     DEFAULT_MAX_LINE,
 };
 
-/// Caps applied while decoding.
+/// Caps applied while decoding, so a peer cannot make the codec buffer
+/// without bound.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::{DecodeLimits, ServerCodec, DEFAULT_MAX_BODY, DEFAULT_MAX_LINE};
+/// let defaults = DecodeLimits::default();
+/// assert_eq!((defaults.max_line, defaults.max_body), (DEFAULT_MAX_LINE, DEFAULT_MAX_BODY));
+/// // A broker that takes smaller messages than the default:
+/// let _codec = ServerCodec::new(DecodeLimits { max_body: 64 * 1024, ..defaults });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// Longest header line in bytes, CRLF excluded. Default 64 KiB.
@@ -35,6 +46,21 @@ impl Default for DecodeLimits {
 }
 
 /// Errors of the codecs: a protocol violation or the socket's I/O error.
+///
+/// After a protocol error the stream is out of step, so the connection
+/// should be closed.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{ClientCodec, CodecError, ProtocolError};
+/// // A producer only expects `result` frames; a request is a protocol error.
+/// let mut buf = BytesMut::from(&b"version 7\r\n"[..]);
+/// let err = ClientCodec::default().decode(&mut buf).unwrap_err();
+/// assert!(matches!(err, CodecError::Protocol(ProtocolError::UnexpectedCommand { .. })));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {
@@ -243,7 +269,24 @@ fn complete(head: PendingHead, body: bytes::Bytes) -> Frame {
 pub struct ServerCodec(FrameDecoder);
 
 impl ServerCodec {
-    /// A codec with the given caps.
+    /// A codec with the given caps. A `put` whose body is over `max_body` is
+    /// skipped as it arrives and comes out as [`Request::PutTooLarge`], so
+    /// the broker can still answer it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{DecodeLimits, Request, ServerCodec};
+    /// let mut codec = ServerCodec::new(DecodeLimits { max_body: 4, ..DecodeLimits::default() });
+    /// let mut buf = BytesMut::from(&b"put test 0 5 0 907060870 1\r\nhello"[..]);
+    /// let request = codec.decode(&mut buf).unwrap();
+    /// let too_large = Request::PutTooLarge {
+    ///     topic: "test".into(), partition: 0, len: 5, opaque: 1,
+    /// };
+    /// assert_eq!(request, Some(too_large));
+    /// ```
     pub fn new(limits: DecodeLimits) -> Self {
         Self(FrameDecoder::new(Side::Server, limits))
     }
@@ -291,7 +334,24 @@ impl Encoder<Response> for ServerCodec {
 pub struct ClientCodec(FrameDecoder);
 
 impl ClientCodec {
-    /// A codec with the given caps.
+    /// A codec with the given caps. A `result` whose body is over `max_body`
+    /// is an error. Frames may arrive in any number of pieces: `decode`
+    /// returns `None` until one is complete.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, DecodeLimits, StatusCode};
+    /// let mut codec = ClientCodec::new(DecodeLimits::default());
+    /// let mut buf = BytesMut::from(&b"result 200 24 1\r\n-54685723965"[..]);
+    /// assert_eq!(codec.decode(&mut buf).unwrap(), None); // body still arriving
+    /// buf.extend_from_slice(b"64774912 0 0");
+    /// let response = codec.decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(response.code, StatusCode::SUCCESS);
+    /// assert_eq!(response.put_result(), Some((-5468572396564774912, 0, 0)));
+    /// ```
     pub fn new(limits: DecodeLimits) -> Self {
         Self(FrameDecoder::new(Side::Client, limits))
     }

@@ -35,7 +35,22 @@ fn body_len(len: usize) -> Result<i32, ProtocolError> {
     })
 }
 
-/// The header fields of a message `put`, borrowed from the caller.
+/// The header fields of a message `put`, borrowed from the caller, so
+/// [`encode_put`] can write a message without copying its topic or key.
+///
+/// # Examples
+///
+/// A put inside a local transaction carries the key before the opaque:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use metaq::protocol::{encode_put, LocalTxId, PutHeader, TxKey};
+/// let key = TxKey::Local(LocalTxId { session_id: "10.0.0.1-1-1".into(), counter: 2 });
+/// let header = PutHeader { topic: "test", partition: -1, tx_key: Some(&key), opaque: 9 };
+/// let mut buf = BytesMut::new();
+/// encode_put(&mut buf, &header, None, b"hello").unwrap();
+/// assert_eq!(&buf[..], b"put test -1 5 0 907060870 TX:10.0.0.1-1-1:2 9\r\nhello");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct PutHeader<'a> {
     /// Topic name (validated).

@@ -5,6 +5,19 @@
 /// Encoding errors are raised before anything is written to the buffer, so a
 /// refused frame never leaves half a command behind. Values copied into an
 /// error are cut to 120 characters.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use metaq::protocol::{encode_put, ProtocolError, PutHeader};
+/// let mut buf = BytesMut::new();
+/// let header = PutHeader { topic: "my topic", partition: 0, tx_key: None, opaque: 1 };
+/// let err = encode_put(&mut buf, &header, None, b"hello").unwrap_err();
+/// assert!(matches!(err, ProtocolError::InvalidName { field: "topic", .. }));
+/// assert_eq!(err.to_string(), r#"invalid topic "my topic": contains a space"#);
+/// assert!(buf.is_empty()); // nothing was written
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {

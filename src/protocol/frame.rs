@@ -8,6 +8,20 @@ use super::TxKey;
 ///
 /// `checksum: None` is the legacy form without a checksum token (6 or 7
 /// tokens); `Some(-1)` is an explicit "not supplied".
+///
+/// # Examples
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{checksum, PutRequest, Request, ServerCodec};
+/// let put = PutRequest { topic: "test".into(), partition: 0, flag: 0,
+///     checksum: Some(checksum(b"hello")), tx_key: None, opaque: 1,
+///     body: Bytes::from_static(b"hello") };
+/// let mut wire = BytesMut::new();
+/// put.encode(&mut wire).unwrap();
+/// assert_eq!(ServerCodec::default().decode(&mut wire).unwrap(), Some(Request::Put(put)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutRequest {
     /// Topic name.
@@ -27,6 +41,15 @@ pub struct PutRequest {
 }
 
 /// The type word of a `transaction` command (reference 3.5).
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::TransactionKind;
+/// let kind = TransactionKind::from_word("COMMIT_ONE_PHASE").unwrap();
+/// assert_eq!(kind, TransactionKind::CommitOnePhase);
+/// assert_eq!(kind.as_str(), "COMMIT_ONE_PHASE");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TransactionKind {
@@ -50,6 +73,15 @@ pub enum TransactionKind {
 
 impl TransactionKind {
     /// Every kind, in the order of the reference's enum.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::TransactionKind;
+    /// for kind in TransactionKind::ALL {
+    ///     assert_eq!(TransactionKind::from_word(kind.as_str()), Some(kind));
+    /// }
+    /// ```
     pub const ALL: [TransactionKind; 8] = [
         Self::Begin,
         Self::Prepare,
@@ -62,6 +94,13 @@ impl TransactionKind {
     ];
 
     /// The exact wire word.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::TransactionKind;
+    /// assert_eq!(TransactionKind::Rollback.as_str(), "ROLLBACK");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Begin => "BEGIN",
@@ -75,13 +114,35 @@ impl TransactionKind {
         }
     }
 
-    /// Parses the exact wire word.
+    /// Parses the exact wire word. Case matters, as in the reference broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::TransactionKind;
+    /// assert_eq!(TransactionKind::from_word("BEGIN"), Some(TransactionKind::Begin));
+    /// assert_eq!(TransactionKind::from_word("begin"), None);
+    /// ```
     pub fn from_word(word: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == word)
     }
 }
 
 /// A `transaction` command (reference 3.5).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{Request, ServerCodec, TransactionKind};
+/// let mut buf = BytesMut::from(&b"transaction TX:s-1-1:4 s-1-1 COMMIT_ONE_PHASE 8\r\n"[..]);
+/// let Some(Request::Transaction(tx)) = ServerCodec::default().decode(&mut buf).unwrap() else {
+///     panic!("expected a transaction command");
+/// };
+/// assert_eq!(tx.kind, TransactionKind::CommitOnePhase);
+/// assert_eq!((tx.key.to_string(), tx.timeout_secs, tx.opaque), ("TX:s-1-1:4".into(), None, 8));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionRequest {
     /// The transaction key (`TX:…`, `XID:…` or `null`).
@@ -100,6 +161,18 @@ pub struct TransactionRequest {
 
 /// A request the development broker decodes but has no handler for (`get`,
 /// `offset`, `sync`); it answers 503 like a reference broker without the plugin.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{Request, ServerCodec, UnsupportedRequest};
+/// let mut buf = BytesMut::from(&b"get test group 0 0 1024 5\r\n"[..]);
+/// let request = ServerCodec::default().decode(&mut buf).unwrap();
+/// let get = UnsupportedRequest { command: "get", opaque: 5 };
+/// assert_eq!(request, Some(Request::Unsupported(get)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsupportedRequest {
     /// The command word.
@@ -109,6 +182,23 @@ pub struct UnsupportedRequest {
 }
 
 /// Any request a broker can receive.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{Request, ServerCodec};
+/// let mut codec = ServerCodec::default();
+/// let mut buf = BytesMut::from(&b"stats  3\r\nput test 0 5 0 907060870 4\r\nhello"[..]);
+/// while let Some(request) = codec.decode(&mut buf).unwrap() {
+///     match request {
+///         Request::Stats { item, opaque } => assert_eq!((item.as_str(), opaque), ("", 3)),
+///         Request::Put(put) => assert_eq!(&put.body[..], b"hello"),
+///         other => panic!("unexpected {other:?}"),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Request {
@@ -148,6 +238,14 @@ pub enum Request {
 
 impl Request {
     /// The request id the answer must carry, if the request gets one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::Request;
+    /// assert_eq!(Request::Version { opaque: 7 }.opaque(), Some(7));
+    /// assert_eq!(Request::Quit.opaque(), None); // `quit` is never answered
+    /// ```
     pub fn opaque(&self) -> Option<i32> {
         match self {
             Request::Put(p) => Some(p.opaque),
@@ -161,34 +259,157 @@ impl Request {
 }
 
 /// HTTP-like status codes of `result` frames (reference 3.13).
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::{Response, StatusCode};
+/// let answer = Response::text(StatusCode(503), 1, "no handler for get");
+/// assert_eq!(answer.code, StatusCode::SERVICE_UNAVAILABLE);
+/// assert!(!answer.code.is_success());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StatusCode(pub u16);
 
 impl StatusCode {
     /// 200: the request succeeded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 200 7 1\r\n1.4.6.2"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::SUCCESS);
+    /// ```
     pub const SUCCESS: Self = Self(200);
+
     /// 301: `get` should use the offset in the body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 301 4 1\r\n1024"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::MOVED);
+    /// ```
     pub const MOVED: Self = Self(301);
+
     /// 400: bad `get` size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 400 8 1\r\nbad size"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::BAD_REQUEST);
+    /// ```
     pub const BAD_REQUEST: Self = Self(400);
+
     /// 403: the partition is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 403 16 1\r\npartition closed"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::FORBIDDEN);
+    /// ```
     pub const FORBIDDEN: Self = Self(403);
+
     /// 404: no such topic, partition or message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 404 13 1\r\nno such topic"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::NOT_FOUND);
+    /// ```
     pub const NOT_FOUND: Self = Self(404);
+
     /// 500: the request failed on the broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 500 10 1\r\nput failed"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::INTERNAL_SERVER_ERROR);
+    /// ```
     pub const INTERNAL_SERVER_ERROR: Self = Self(500);
+
     /// 503: no handler, or the broker is overloaded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::BytesMut;
+    /// # use tokio_util::codec::Decoder;
+    /// use metaq::protocol::{ClientCodec, StatusCode};
+    /// let mut buf = BytesMut::from(&b"result 503 10 1\r\nno handler"[..]);
+    /// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+    /// assert_eq!(answer.code, StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     pub const SERVICE_UNAVAILABLE: Self = Self(503);
+
     /// 504: generated locally for timeouts, never sent by a broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::{Response, StatusCode};
+    /// // What a client makes up when the broker did not answer in time:
+    /// let timed_out = Response::text(StatusCode::GATEWAY_TIMEOUT, 1, "no answer within 3s");
+    /// assert_eq!(timed_out.code.0, 504);
+    /// ```
     pub const GATEWAY_TIMEOUT: Self = Self(504);
 
     /// Whether this is 200.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::StatusCode;
+    /// assert!(StatusCode(200).is_success());
+    /// assert!(!StatusCode::INTERNAL_SERVER_ERROR.is_success());
+    /// ```
     pub fn is_success(self) -> bool {
         self == Self::SUCCESS
     }
 }
 
 /// A `result` frame: the answer to every request but `get` (reference 3.2).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{ClientCodec, Response, StatusCode};
+/// let mut buf = BytesMut::new();
+/// Response::text(StatusCode::NOT_FOUND, 9, "topic not found").encode(&mut buf).unwrap();
+/// let answer = ClientCodec::default().decode(&mut buf).unwrap().unwrap();
+/// assert_eq!((answer.code, answer.opaque), (StatusCode::NOT_FOUND, 9));
+/// assert_eq!(&answer.body[..], b"topic not found");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// Status code.

@@ -5,6 +5,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::ProtocolError;
 
 /// Bit 0 of the `flag` field: the body starts with an attribute block.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::{attribute_body, split_body, FLAG_ATTRIBUTE};
+/// let body = attribute_body(Some("tag1"), b"hello");
+/// let (attribute, payload) = split_body(FLAG_ATTRIBUTE, &body).unwrap();
+/// assert_eq!(attribute, Some(&b"tag1"[..]));
+/// assert_eq!(payload, b"hello");
+/// ```
 pub const FLAG_ATTRIBUTE: i32 = 1;
 
 /// Builds a body: with an attribute, a 4-byte big-endian length, the UTF-8

@@ -35,10 +35,51 @@ pub use txkey::{LocalTxId, TxKey, XaTxId};
 pub use validate::{validate_session_id, validate_topic, validate_unique_qualifier, MAX_NAME_LEN};
 
 /// The opaque value a broker uses when a `version` or `stats` request carried none.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{Request, ServerCodec, DEFAULT_OPAQUE};
+/// let mut buf = BytesMut::from(&b"version\r\n"[..]);
+/// let request = ServerCodec::default().decode(&mut buf).unwrap();
+/// assert_eq!(request, Some(Request::Version { opaque: DEFAULT_OPAQUE }));
+/// ```
 pub const DEFAULT_OPAQUE: i32 = i32::MAX;
 
 /// Default cap on a frame body (2 MiB), the Java consumer's record limit.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{ClientCodec, CodecError, ProtocolError, DEFAULT_MAX_BODY};
+/// let header = format!("result 200 {} 1\r\n", DEFAULT_MAX_BODY + 1);
+/// let mut buf = BytesMut::from(header.as_bytes());
+/// let err = ClientCodec::default().decode(&mut buf).unwrap_err();
+/// assert!(matches!(
+///     err,
+///     CodecError::Protocol(ProtocolError::BodyTooLarge { max, .. }) if max == DEFAULT_MAX_BODY
+/// ));
+/// ```
 pub const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// Default cap on a header line (64 KiB). The reference broker has none.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use metaq::protocol::{CodecError, ProtocolError, ServerCodec, DEFAULT_MAX_LINE};
+/// // No CRLF in sight after more than the cap: the decoder gives up.
+/// let mut buf = BytesMut::from(&vec![b'x'; DEFAULT_MAX_LINE + 2][..]);
+/// let err = ServerCodec::default().decode(&mut buf).unwrap_err();
+/// assert!(matches!(
+///     err,
+///     CodecError::Protocol(ProtocolError::LineTooLong { max }) if max == DEFAULT_MAX_LINE
+/// ));
+/// ```
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;

@@ -9,6 +9,16 @@ use super::validate::{
 };
 
 /// A local transaction: `TX:<sessionId>:<n>`.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::{LocalTxId, TxKey};
+/// let local = LocalTxId { session_id: "10.0.0.1-1367290000000-1".into(), counter: 7 };
+/// let key = TxKey::Local(local.clone());
+/// assert_eq!(key.to_string(), "TX:10.0.0.1-1367290000000-1:7");
+/// assert_eq!("TX:10.0.0.1-1367290000000-1:7".parse(), Ok(TxKey::Local(local)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LocalTxId {
     /// The producer's session id (no `:` or space).
@@ -18,6 +28,17 @@ pub struct LocalTxId {
 }
 
 /// An XA transaction: `XID:<formatId>:<gtridHex>:<bqualHex>:<uniqueQualifier>`.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::{TxKey, XaTxId};
+/// let xa = XaTxId { format_id: 1, global_id: vec![0xab, 0xcd], branch_qualifier: vec![1],
+///     unique_qualifier: "rm-1".into() };
+/// let key = TxKey::Xa(xa);
+/// assert_eq!(key.to_string(), "XID:1:abcd:01:rm-1");
+/// assert_eq!(key.to_string().parse::<TxKey>().unwrap(), key);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct XaTxId {
     /// The XA format id (may be negative).
@@ -52,9 +73,18 @@ pub enum TxKey {
 }
 
 impl TxKey {
-    /// Checks that every part can be written without breaking the protocol.
     /// Checks that every part can be written without breaking the protocol
     /// and that the whole key is at most [`MAX_NAME_LEN`] bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::protocol::{LocalTxId, TxKey};
+    /// let ok = TxKey::Local(LocalTxId { session_id: "10.0.0.1-1-1".into(), counter: 1 });
+    /// assert!(ok.validate().is_ok());
+    /// let bad = TxKey::Local(LocalTxId { session_id: "has space".into(), counter: 1 });
+    /// assert!(bad.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<(), ProtocolError> {
         let len = match self {
             TxKey::Local(local) => {

@@ -8,6 +8,14 @@
 use super::error::{excerpt, ProtocolError};
 
 /// Longest topic, session id, transaction key or qualifier accepted, in bytes.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::protocol::{validate_topic, MAX_NAME_LEN};
+/// assert!(validate_topic(&"t".repeat(MAX_NAME_LEN)).is_ok());
+/// assert!(validate_topic(&"t".repeat(MAX_NAME_LEN + 1)).is_err());
+/// ```
 pub const MAX_NAME_LEN: usize = 255;
 
 fn check(field: &'static str, value: &str, forbidden: &[u8]) -> Result<(), ProtocolError> {

@@ -21,6 +21,14 @@ use crate::broker::{Broker, BrokerConfig, TopicConfig};
 use crate::protocol::{ClientCodec, Response};
 
 /// Session timeout test brokers use, so a killed broker's nodes go quickly.
+///
+/// # Examples
+///
+/// ```no_run
+/// use metaq::testkit::{test_broker_config, unique_root, ZkServer, TEST_BROKER_SESSION_TIMEOUT};
+/// let config = test_broker_config(ZkServer::shared(), &unique_root(), 0, "/tmp/b0", &[]);
+/// assert_eq!(config.zk_session_timeout, TEST_BROKER_SESSION_TIMEOUT);
+/// ```
 pub const TEST_BROKER_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// A configuration for a test broker: port 0 on 127.0.0.1, the given root,
@@ -69,6 +77,17 @@ pub struct TestBroker {
 
 impl TestBroker {
     /// Starts broker `id` serving `topics` under `root`. Panics on failure (it is for tests).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use metaq::testkit::{unique_root, TestBroker, ZkServer};
+    /// let root = unique_root();
+    /// let broker = TestBroker::start(ZkServer::shared(), &root, 0, &[("orders", 4)]).await;
+    /// assert_eq!(broker.config().topic("orders").unwrap().partitions, 4);
+    /// # }
+    /// ```
     pub async fn start(zk: &ZkServer, root: &str, id: u32, topics: &[(&str, u32)]) -> TestBroker {
         let data_dir = TempDir::with_prefix("metaq-broker-").expect("create a temp data dir");
         let config = test_broker_config(zk, root, id, data_dir.path(), topics);
@@ -77,6 +96,21 @@ impl TestBroker {
 
     /// Starts a broker with a configuration of the test's own; its
     /// `data_dir` is replaced by a fresh temporary directory.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use metaq::broker::FlushPolicy;
+    /// use metaq::testkit::{test_broker_config, unique_root, TestBroker, ZkServer};
+    /// let zk = ZkServer::shared();
+    /// // The data directory given here is replaced by the temporary one.
+    /// let config = test_broker_config(zk, &unique_root(), 0, "unused", &[("t", 1)])
+    ///     .with_flush(FlushPolicy::Os);
+    /// let broker = TestBroker::start_with(config, tempfile::tempdir().unwrap()).await;
+    /// assert_eq!(broker.config().flush, FlushPolicy::Os);
+    /// # }
+    /// ```
     pub async fn start_with(mut config: BrokerConfig, data_dir: TempDir) -> TestBroker {
         config.data_dir = data_dir.path().to_owned();
         let broker = Broker::start(config.clone())
@@ -90,17 +124,53 @@ impl TestBroker {
     }
 
     /// The broker's data directory.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use metaq::testkit::{unique_root, TestBroker, ZkServer};
+    /// let broker = TestBroker::start(ZkServer::shared(), &unique_root(), 0, &[("t", 1)]).await;
+    /// assert_eq!(broker.config().data_dir, broker.data_dir());
+    /// # }
+    /// ```
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
     }
 
     /// Every record on disk (only `topic`'s if given), as `metaq-broker dump` sees them.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use metaq::testkit::{unique_root, RawClient, TestBroker, ZkServer};
+    /// let broker = TestBroker::start(ZkServer::shared(), &unique_root(), 0, &[("t", 1)]).await;
+    /// let mut client = RawClient::connect(broker.local_addr()).await;
+    /// client.call(b"put t 0 5 0 907060870 1\r\nhello").await.unwrap();
+    /// let records = broker.records(Some("t"));
+    /// assert_eq!(&records[0].body[..], b"hello");
+    /// # }
+    /// ```
     pub fn records(&self, topic: Option<&str>) -> Vec<StoredRecord> {
         read_records(self.data_dir.path(), topic).expect("read the broker's data directory")
     }
 
     /// Stops gracefully and starts again on the same data directory and
     /// listen address (port 0 gives a new port).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use metaq::testkit::{unique_root, TestBroker, ZkServer};
+    /// let zk = ZkServer::shared();
+    /// let mut broker = TestBroker::start(zk, &unique_root(), 0, &[("t", 1)]).await;
+    /// let before = broker.records(None);
+    /// broker.restart().await;
+    /// assert_eq!(broker.records(None), before); // the data survives
+    /// # }
+    /// ```
     pub async fn restart(&mut self) {
         if let Some(broker) = self.broker.take() {
             broker.shutdown().await;
@@ -122,6 +192,20 @@ impl Deref for TestBroker {
 
 /// The `metaq-broker` binary running as a child process, for tests that kill
 /// a broker outright. Killed (by its pid) when dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// use metaq::testkit::{unique_root, BrokerProcess, ZkServer};
+/// let zk = ZkServer::shared().connect_string();
+/// let root = unique_root();
+/// let args = format!("--id 0 --listen 127.0.0.1:0 --zk {zk} --root {root} --data-dir /tmp/b0");
+/// let args: Vec<String> = args.split(' ').map(String::from).collect();
+/// // In an integration test, use env!("CARGO_BIN_EXE_metaq-broker").
+/// let mut broker = BrokerProcess::spawn("target/debug/metaq-broker", &args)?;
+/// broker.kill(); // like a crash: no unregistering, no flushing
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
@@ -130,6 +214,22 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Runs `binary` (in integration tests: `env!("CARGO_BIN_EXE_metaq-broker")`)
     /// with `args`, and waits for its `ready` line (at most 30 s).
+    ///
+    /// # Errors
+    ///
+    /// The binary cannot be started, or it never printed `ready` (bad
+    /// arguments, ZooKeeper not reachable, ...); it is killed then.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::BrokerProcess;
+    /// # let args: Vec<String> = Vec::new();
+    /// let broker = BrokerProcess::spawn("target/debug/metaq-broker", &args)?;
+    /// // With `--listen 127.0.0.1:0`, the port comes from the `ready` line.
+    /// assert_ne!(broker.addr().port(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn spawn(binary: impl AsRef<Path>, args: &[String]) -> std::io::Result<BrokerProcess> {
         let mut child = Command::new(binary.as_ref())
             .args(args)
@@ -162,23 +262,62 @@ impl BrokerProcess {
         }
     }
 
-    /// The address it listens on.
+    /// The address it listens on, as printed in its `ready` line.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq::testkit::BrokerProcess) {
+    /// use metaq::testkit::RawClient;
+    /// let mut client = RawClient::connect(broker.addr()).await;
+    /// assert!(client.call(b"version 1\r\n").await.is_some());
+    /// # }
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// The child's pid.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(broker: metaq::testkit::BrokerProcess) {
+    /// let proc_dir = format!("/proc/{}", broker.pid());
+    /// assert!(std::path::Path::new(&proc_dir).exists());
+    /// # }
+    /// ```
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGKILL: no unregistering, no flushing beyond what was acknowledged.
+    /// Its ZooKeeper nodes go when its session expires.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(mut broker: metaq::testkit::BrokerProcess) {
+    /// let proc_dir = format!("/proc/{}", broker.pid());
+    /// broker.kill(); // returns once the process is gone
+    /// assert!(!std::path::Path::new(&proc_dir).exists());
+    /// # }
+    /// ```
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM (graceful shutdown) and wait for the exit status.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(mut broker: metaq::testkit::BrokerProcess) -> std::io::Result<()> {
+    /// let status = broker.terminate()?;
+    /// assert!(status.success());
+    /// # Ok(()) }
+    /// ```
     pub fn terminate(&mut self) -> std::io::Result<std::process::ExitStatus> {
         Command::new("kill")
             .arg("-TERM")
@@ -213,6 +352,16 @@ pub struct RawClient {
 
 impl RawClient {
     /// Connects; panics on failure.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(addr: std::net::SocketAddr) {
+    /// use metaq::testkit::RawClient;
+    /// let mut client = RawClient::connect(addr).await;
+    /// assert!(client.call(b"version 1\r\n").await.is_some());
+    /// # }
+    /// ```
     pub async fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr)
             .await
@@ -224,18 +373,55 @@ impl RawClient {
         }
     }
 
-    /// Writes `bytes` as they are.
+    /// Writes `bytes` as they are, so a test can send what no encoder would,
+    /// or one frame in pieces.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(addr: std::net::SocketAddr) {
+    /// use metaq::testkit::RawClient;
+    /// let mut client = RawClient::connect(addr).await;
+    /// client.send(b"put test 0 5 0 907060870 1\r\nhel").await;
+    /// client.send(b"lo").await;
+    /// assert!(client.response().await.unwrap().code.is_success());
+    /// # }
+    /// ```
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write to broker");
     }
 
     /// The next response, or `None` if the broker closed the connection
     /// (or sent nothing within 10 s, or sent a frame that does not decode).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(addr: std::net::SocketAddr) {
+    /// use metaq::testkit::RawClient;
+    /// let mut client = RawClient::connect(addr).await;
+    /// client.send(b"version 1\r\nversion 2\r\n").await;
+    /// assert_eq!(client.response().await.unwrap().opaque, 1);
+    /// assert_eq!(client.response().await.unwrap().opaque, 2);
+    /// # }
+    /// ```
     pub async fn response(&mut self) -> Option<Response> {
         self.response_within(Duration::from_secs(10)).await
     }
 
     /// Like [`response`](Self::response) with a custom wait.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(addr: std::net::SocketAddr) {
+    /// use metaq::testkit::RawClient;
+    /// use std::time::Duration;
+    /// let mut client = RawClient::connect(addr).await;
+    /// client.send(b"quit\r\n").await; // never answered
+    /// assert!(client.response_within(Duration::from_millis(200)).await.is_none());
+    /// # }
+    /// ```
     pub async fn response_within(&mut self, wait: Duration) -> Option<Response> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -251,12 +437,33 @@ impl RawClient {
     }
 
     /// Sends `bytes` and returns the next response.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(addr: std::net::SocketAddr) {
+    /// use metaq::testkit::RawClient;
+    /// let answer = RawClient::connect(addr).await.call(b"stats  7\r\n").await.unwrap();
+    /// assert_eq!(answer.opaque, 7);
+    /// # }
+    /// ```
     pub async fn call(&mut self, bytes: &[u8]) -> Option<Response> {
         self.send(bytes).await;
         self.response().await
     }
 
     /// True when the broker has closed the connection (EOF within 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(addr: std::net::SocketAddr) {
+    /// use metaq::testkit::RawClient;
+    /// let mut client = RawClient::connect(addr).await;
+    /// client.send(b"hello\r\n").await; // not a command: the broker hangs up
+    /// assert!(client.is_closed().await);
+    /// # }
+    /// ```
     pub async fn is_closed(&mut self) -> bool {
         let mut scratch = [0u8; 64];
         matches!(

@@ -16,7 +16,7 @@ pub(crate) const INSTALL_HINT: &str = "ZooKeeper 3.8 is needed: `apt-get install
 /// [`TestkitError::NotInstalled`] says how to install ZooKeeper, and the
 /// start failures carry the tail of the server's log.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```no_run
 /// use metaq::testkit::{TestkitError, ZkServer};

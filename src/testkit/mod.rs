@@ -17,7 +17,7 @@
 //! ends first (the shared server is never dropped), by a watchdog process
 //! that notices the test process is gone.
 //!
-//! # Example
+//! # Examples
 //!
 //! ```no_run
 //! use metaq::testkit::{unique_root, ZkServer};

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// [`ZkServer::shared`](super::ZkServer::shared) never see each other's
 /// nodes. The node itself is not created.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use metaq::testkit::unique_root;

@@ -14,9 +14,31 @@ use super::install::Installation;
 use super::process::{self, Layout, Running};
 
 /// Environment variable naming an external ensemble for [`ZkServer::shared`].
+///
+/// Set it to run the tests against a ZooKeeper that is already up, e.g.
+/// `METAQ_TEST_ZK=127.0.0.1:2181 cargo test`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use metaq::testkit::{ZkServer, TEST_ZK_ENV};
+/// if let Ok(connect) = std::env::var(TEST_ZK_ENV) {
+///     assert_eq!(ZkServer::shared().connect_string(), connect.trim());
+/// }
+/// ```
 pub const TEST_ZK_ENV: &str = "METAQ_TEST_ZK";
 
 /// Session timeout of the clients made by [`ZkServer::client`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() {
+/// use metaq::testkit::{ZkServer, CLIENT_SESSION_TIMEOUT};
+/// let client = ZkServer::shared().client().await;
+/// assert_eq!(client.session_timeout(), CLIENT_SESSION_TIMEOUT);
+/// # }
+/// ```
 pub const CLIENT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many fresh ports [`ZkServer::start`] tries when the one it picked is
@@ -49,7 +71,7 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 /// ends; this is what stops the shared server, which lives in a static and
 /// is never dropped.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```no_run
 /// use metaq::testkit::{unique_root, ZkServer};
@@ -108,7 +130,7 @@ impl ZkServer {
     /// [`TestkitError::StartTimeout`] if the server does not come up,
     /// [`TestkitError::Io`] if the temp dir or a process cannot be created.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -170,7 +192,7 @@ impl ZkServer {
     /// the reason and the install hint, failing the test (tests never skip
     /// for lack of ZooKeeper).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -201,7 +223,7 @@ impl ZkServer {
     /// The connect string for clients: `127.0.0.1:PORT`, or the value of
     /// `METAQ_TEST_ZK` for an external ensemble.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -218,6 +240,14 @@ impl ZkServer {
 
     /// The client port. For an external ensemble, the port of its first
     /// host (2181 if none is given).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    /// let zk = ZkServer::start().unwrap();
+    /// assert!(zk.connect_string().ends_with(&format!(":{}", zk.port())));
+    /// ```
     pub fn port(&self) -> u16 {
         match &self.kind {
             Kind::Managed(m) => m.port,
@@ -227,6 +257,16 @@ impl ZkServer {
 
     /// The process id of the server's JVM while it runs; `None` when stopped
     /// or external.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    /// let zk = ZkServer::start().unwrap();
+    /// assert!(zk.pid().is_some());
+    /// zk.stop().unwrap();
+    /// assert_eq!(zk.pid(), None);
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         match &self.kind {
             Kind::Managed(m) => {
@@ -240,6 +280,15 @@ impl ZkServer {
 
     /// The temp dir holding `zoo.cfg`, the data dir and `zookeeper.log` (the
     /// server's output); `None` for an external ensemble.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    /// let zk = ZkServer::start().unwrap();
+    /// let dir = zk.dir().unwrap();
+    /// assert!(dir.join("zoo.cfg").is_file());
+    /// ```
     pub fn dir(&self) -> Option<&Path> {
         match &self.kind {
             Kind::Managed(m) => Some(&m.layout.root),
@@ -249,6 +298,14 @@ impl ZkServer {
 
     /// The last lines of the server's log (empty for an external ensemble);
     /// handy in assertion messages.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    /// let zk = ZkServer::start().unwrap();
+    /// assert!(zk.is_running(), "ZooKeeper died; its log ends with:\n{}", zk.log_tail());
+    /// ```
     pub fn log_tail(&self) -> String {
         match &self.kind {
             Kind::Managed(m) => m.layout.log_tail(),
@@ -266,6 +323,16 @@ impl ZkServer {
     /// # Errors
     ///
     /// [`TestkitError::External`] for an external ensemble.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    /// let zk = ZkServer::start().unwrap();
+    /// zk.stop().unwrap();
+    /// assert!(!zk.is_running());
+    /// zk.stop().unwrap(); // already stopped: nothing to do
+    /// ```
     pub fn stop(&self) -> Result<(), TestkitError> {
         let m = self.managed("stop")?;
         if let Some(mut running) = m.lock().take() {
@@ -287,7 +354,7 @@ impl ZkServer {
     /// server does not come up (e.g. the port has been taken meanwhile),
     /// [`TestkitError::External`] for an external ensemble.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// use metaq::testkit::ZkServer;
@@ -311,6 +378,14 @@ impl ZkServer {
 
     /// Whether the server's JVM is alive (always `true` for an external
     /// ensemble, which the harness does not control).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    /// let zk = ZkServer::start().unwrap();
+    /// assert!(zk.is_running());
+    /// ```
     pub fn is_running(&self) -> bool {
         match &self.kind {
             Kind::Managed(m) => m.lock().as_mut().is_some_and(|r| r.exit_status().is_none()),
@@ -325,7 +400,7 @@ impl ZkServer {
     /// If no session can be established (it's for tests); the message says
     /// why and includes the server's log tail.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// # async fn example() {
@@ -347,6 +422,17 @@ impl ZkServer {
     /// # Panics
     ///
     /// As [`client`](Self::client).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use std::time::Duration;
+    /// use metaq::testkit::ZkServer;
+    /// let client = ZkServer::shared().client_with_session_timeout(Duration::from_secs(2)).await;
+    /// assert_eq!(client.session_timeout(), Duration::from_secs(2));
+    /// # }
+    /// ```
     pub async fn client_with_session_timeout(&self, session_timeout: Duration) -> Client {
         let connect = self.connect_string();
         let attempt = Client::connector()
@@ -382,7 +468,7 @@ impl ZkServer {
     ///
     /// If the session cannot be expired within 30 s.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```no_run
     /// # async fn example() {

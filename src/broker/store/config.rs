@@ -6,9 +6,28 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// MetaQ's `maxSegmentSize` default: 1 GiB.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::store::{StoreConfig, DEFAULT_MAX_SEGMENT_SIZE};
+/// use metaq::broker::BrokerConfig;
+/// assert_eq!(StoreConfig::new("/tmp/data").max_segment_size, DEFAULT_MAX_SEGMENT_SIZE);
+/// // The broker uses the same default.
+/// let broker = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/data");
+/// assert_eq!(broker.max_segment_size, DEFAULT_MAX_SEGMENT_SIZE);
+/// ```
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 1024 * 1024 * 1024;
 
 /// MetaQ's `unflushThreshold` default, used by `"<millis>"` in [`FlushPolicy::from_str`].
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::store::{FlushPolicy, DEFAULT_UNFLUSHED_MESSAGES};
+/// let Ok(FlushPolicy::Periodic { max_messages, .. }) = "500".parse() else { panic!() };
+/// assert_eq!(max_messages, DEFAULT_UNFLUSHED_MESSAGES);
+/// ```
 pub const DEFAULT_UNFLUSHED_MESSAGES: u32 = 1000;
 
 /// When appended records are forced to disk.
@@ -18,6 +37,17 @@ pub const DEFAULT_UNFLUSHED_MESSAGES: u32 = 1000;
 /// only one recovery scans), the directory is synced when a segment or
 /// partition directory is created (so its name survives a crash), and
 /// everything unflushed is forced on close or when the last handle drops.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use metaq::broker::store::{FlushPolicy, StoreConfig};
+/// // Trade durability for speed: fsync every 100 records or every 50 ms.
+/// let periodic = FlushPolicy::Periodic { max_messages: 100, interval: Duration::from_millis(50) };
+/// let config = StoreConfig { flush: periodic, ..StoreConfig::new("/tmp/data") };
+/// assert_ne!(config.flush, FlushPolicy::default());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPolicy {
     /// fsync before answering; appends queued while one fsync runs share the next one (group commit).
@@ -44,6 +74,14 @@ impl Default for FlushPolicy {
 }
 
 /// A string that names no [`FlushPolicy`].
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::store::FlushPolicy;
+/// let err = "sometimes".parse::<FlushPolicy>().unwrap_err();
+/// assert_eq!(err.input, "sometimes");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid flush policy {input:?}: expected \"group\", \"os\" or a positive number of milliseconds")]
 pub struct ParseFlushPolicyError {
@@ -121,6 +159,16 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// A configuration with group commit and 1 GiB segments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use metaq::broker::store::{FlushPolicy, StoreConfig};
+    /// let config = StoreConfig::new("/var/lib/metaq");
+    /// assert_eq!(config.data_dir, Path::new("/var/lib/metaq"));
+    /// assert_eq!(config.flush, FlushPolicy::Group);
+    /// ```
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
             data_dir: data_dir.into(),

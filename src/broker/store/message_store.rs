@@ -75,6 +75,26 @@ impl MessageStore {
     /// Directories whose names are not `<topic>-<partition>` with a valid
     /// topic are left alone. Only the last segment is scanned: earlier ones
     /// were forced to disk before the next was started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// store.append("orders", 0, vec![Record::new(1, 0, "a")]).await?;
+    /// store.close().await;
+    /// // A crash in the middle of a write leaves half a record behind.
+    /// let segment = dir.path().join("orders-0/00000000000000000000.meta");
+    /// std::fs::OpenOptions::new().append(true).open(&segment)?.write_all(&[0, 0, 0, 9, 1])?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// assert_eq!(store.next_offset("orders", 0), Some(21)); // the torn tail is cut
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(config: StoreConfig) -> io::Result<MessageStore> {
         std::fs::create_dir_all(&config.data_dir)?;
         let mut state = State::default();
@@ -111,6 +131,18 @@ impl MessageStore {
     }
 
     /// The configuration the store was opened with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, StoreConfig};
+    /// # fn main() -> std::io::Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// assert_eq!(store.config().data_dir, dir.path());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
     }
@@ -137,6 +169,25 @@ impl MessageStore {
     /// * An error once the store is closed.
     ///
     /// [`FlushPolicy::Group`]: super::FlushPolicy::Group
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// let offsets = store.append("orders", 0, vec![Record::new(1, 0, "hello")]).await?;
+    /// assert_eq!(offsets, [0]);
+    /// let offsets = store.append("orders", 0, vec![Record::new(2, 0, "again")]).await?;
+    /// assert_eq!(offsets, [25]); // 20-byte header + 5-byte body before it
+    /// // A topic that is not a safe directory name is refused.
+    /// let err = store.append("a/b", 0, vec![Record::new(3, 0, "x")]).await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn append(
         &self,
         topic: &str,
@@ -207,13 +258,45 @@ impl MessageStore {
     /// record will get; `None` if the partition was never created (not found
     /// on disk at open, and no append to it attempted since). Appends in
     /// flight are counted once written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// assert_eq!(store.next_offset("orders", 0), None);
+    /// store.append("orders", 0, vec![Record::new(1, 0, "hello")]).await?;
+    /// assert_eq!(store.next_offset("orders", 0), Some(25));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn next_offset(&self, topic: &str, partition: u32) -> Option<i64> {
         let state = self.inner.lock();
         let handle = state.partitions.get(topic)?.get(&partition)?;
         Some(handle.next_offset.load(Ordering::Acquire))
     }
 
-    /// Every partition the store knows, sorted by (topic, partition).
+    /// Every partition the store knows, sorted by (topic, partition). At
+    /// start-up the broker registers in ZooKeeper those of these topics its
+    /// configuration accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// store.append("payments", 1, vec![Record::new(1, 0, "a")]).await?;
+    /// store.append("orders", 0, vec![Record::new(2, 0, "b")]).await?;
+    /// assert_eq!(store.partitions(), [("orders".to_string(), 0), ("payments".to_string(), 1)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn partitions(&self) -> Vec<(String, u32)> {
         let state = self.inner.lock();
         let mut all: Vec<_> = state
@@ -227,6 +310,21 @@ impl MessageStore {
 
     /// Successful fsyncs of a partition's files so far, for tests of the
     /// flush policies. Not part of the stable API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// // Group commit (the default) forces the file before answering.
+    /// store.append("orders", 0, vec![Record::new(1, 0, "a")]).await?;
+    /// assert!(store.fsync_count("orders", 0).unwrap() >= 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(hidden)]
     pub fn fsync_count(&self, topic: &str, partition: u32) -> Option<u64> {
         let state = self.inner.lock();
@@ -237,6 +335,21 @@ impl MessageStore {
     /// Stops accepting appends, writes and fsyncs everything queued, and
     /// waits for the writer threads to stop. Idempotent; a second call waits
     /// for the same writers. Appends after close fail with an `io::Error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// store.append("orders", 0, vec![Record::new(1, 0, "a")]).await?;
+    /// store.close().await;
+    /// assert!(store.append("orders", 0, vec![Record::new(2, 0, "b")]).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn close(&self) {
         let exits: Vec<_> = {
             let mut state = self.inner.lock();

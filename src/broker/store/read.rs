@@ -11,7 +11,25 @@ use super::record::{Next, RecordReader};
 use super::segment::{list_partitions, list_segments};
 use crate::protocol::checksum;
 
-/// A record read back from disk.
+/// A record read back from disk, with what is needed to check it: where
+/// it is and whether its checksum holds.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::store::{read_records, MessageStore, Record, StoreConfig};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+/// store.append("orders", 3, vec![Record::new(1, 0, "a"), Record::new(2, 0, "b")]).await?;
+/// store.close().await;
+/// let second = &read_records(dir.path(), None)?[1];
+/// assert_eq!((second.topic.as_str(), second.partition, second.offset), ("orders", 3, 21));
+/// assert!(second.checksum_valid);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredRecord {
     /// Topic, from the partition directory name.

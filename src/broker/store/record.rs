@@ -9,6 +9,13 @@ use bytes::{BufMut, Bytes};
 use crate::protocol::{checksum, Checksum};
 
 /// Bytes before the body: length, checksum, message id, flag.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::store::{Record, HEADER_LEN};
+/// assert_eq!(Record::new(1, 0, "abc").encoded_len(), HEADER_LEN + 3);
+/// ```
 pub const HEADER_LEN: usize = 20;
 
 /// Largest body the store appends or reads back: 256 MiB.
@@ -16,6 +23,21 @@ pub const HEADER_LEN: usize = 20;
 /// Recovery treats a larger (or negative) length field as garbage, so the store
 /// refuses to write such a record: once acknowledged it would be cut on the
 /// next open. MetaQ itself has no limit, but its consumers take 2 MiB at most.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::broker::store::{MessageStore, Record, StoreConfig, MAX_BODY_LEN};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+/// let too_big = Record::new(1, 0, vec![0u8; MAX_BODY_LEN + 1]);
+/// let err = store.append("orders", 0, vec![too_big]).await.unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// # Ok(())
+/// # }
+/// ```
 pub const MAX_BODY_LEN: usize = 256 * 1024 * 1024;
 
 /// One record to append; the id is assigned by the broker before appending.
@@ -36,7 +58,18 @@ pub struct Record {
 }
 
 impl Record {
-    /// A record from its parts.
+    /// A record from its parts. The body may be anything that converts into
+    /// [`Bytes`] (a `&'static str`, a `Vec<u8>`, ...), without a copy where
+    /// `Bytes` allows it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::Record;
+    /// use metaq::protocol::{attribute_body, FLAG_ATTRIBUTE};
+    /// let record = Record::new(7, FLAG_ATTRIBUTE, attribute_body(Some("tag1"), b"hello"));
+    /// assert_eq!(record.body.len(), 4 + 4 + 5);
+    /// ```
     pub fn new(id: i64, flag: i32, body: impl Into<Bytes>) -> Self {
         Record {
             id,
@@ -47,6 +80,21 @@ impl Record {
 
     /// Bytes the record takes in the log: `20 + body.len()`. This is also the
     /// distance between its offset and the next record's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::store::{MessageStore, Record, StoreConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+    /// let first = Record::new(1, 0, "hello");
+    /// let offsets = store.append("orders", 0, vec![first.clone(), Record::new(2, 0, "x")]).await?;
+    /// assert_eq!(offsets[1] - offsets[0], first.encoded_len() as i64);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN + self.body.len()
     }
