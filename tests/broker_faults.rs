@@ -211,6 +211,37 @@ async fn move_to_registers_the_new_address_and_cuts_the_old_connections() {
     );
 }
 
+/// A move right after the broker's ZooKeeper session expired: whether its
+/// registration fails (old session) or not, the broker ends up registered
+/// at the new address once its new session is open, never left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_right_after_a_session_expiry_still_registers_the_new_address() {
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let broker = TestBroker::start(zk, &root, 3, TOPICS).await;
+    let client = zk.client().await;
+    let session = broker.zk_session().await.unwrap();
+    zk.expire_session(&session).await;
+    // The answer depends on who wins the race with the renewal; the end
+    // state must not.
+    let moved = broker.move_to(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let uri = format!("meta://127.0.0.1:{}", broker.local_addr().port());
+    eventually(
+        Duration::from_secs(20),
+        "registration at the new address",
+        || async {
+            node(&client, &format!("{root}/brokers/ids/3/master"))
+                .await
+                .is_some_and(|(data, _)| data == uri)
+        },
+    )
+    .await;
+    assert_registered(&client, &root, 3, &uri, TOPICS).await;
+    if let Ok(addr) = moved {
+        assert_eq!(addr, broker.local_addr());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_what_it_has_read_then_closes() {
     let zk = ZkServer::shared();

@@ -70,6 +70,7 @@ impl Registry {
             topics,
             client,
             registered: false,
+            wanted: true,
         };
         registrar.register_all().await?;
         let (commands, rx) = mpsc::unbounded_channel();
@@ -139,8 +140,13 @@ struct Registrar {
     /// Concrete topics to register, with their partition counts.
     topics: BTreeMap<String, u32>,
     client: Client,
-    /// False after a fault-injected unregister, so expiry does not re-register.
+    /// Whether this broker's nodes are in ZooKeeper now (as far as we know).
     registered: bool,
+    /// Whether they should be: false only after a fault-injected unregister,
+    /// so that a session renewal does not register again. Kept apart from
+    /// `registered` so that a move whose registration failed (the session
+    /// had just expired) is registered by the renewal.
+    wanted: bool,
 }
 
 impl Registrar {
@@ -192,10 +198,12 @@ impl Registrar {
                 }
             }
             Command::Unregister(done) => {
+                self.wanted = false;
                 self.unregister_all().await;
                 let _ = done.send(Ok(()));
             }
             Command::Register(uri, done) => {
+                self.wanted = true;
                 if let Some(uri) = uri {
                     if self.registered {
                         self.unregister_all().await;
@@ -219,7 +227,7 @@ impl Registrar {
             match connect(&self.config).await {
                 Ok(client) => {
                     self.client = client;
-                    if !self.registered {
+                    if !self.wanted {
                         return true;
                     }
                     match self.register_all().await {
@@ -252,7 +260,16 @@ impl Registrar {
                     Some(Command::Session(reply)) => {
                         let _ = reply.send(self.client.session().clone());
                     }
-                    Some(Command::Unregister(done) | Command::Register(_, done)) => {
+                    // A move during the renewal still moves: the new
+                    // address is registered once the session is back.
+                    Some(Command::Register(uri, done)) => {
+                        self.wanted = true;
+                        if let Some(uri) = uri {
+                            self.uri = uri;
+                        }
+                        let _ = done.send(Err(BrokerError::zk("reconnect", &self.config.zk_connect, ZkError::ConnectionLoss)));
+                    }
+                    Some(Command::Unregister(done)) => {
                         let _ = done.send(Err(BrokerError::zk("reconnect", &self.config.zk_connect, ZkError::ConnectionLoss)));
                     }
                 },

@@ -482,7 +482,7 @@ fn uri_for(config: &BrokerConfig, local: SocketAddr) -> BrokerUri {
         ip.to_string()
     });
     BrokerUri {
-        host,
+        host: host.into(),
         port: local.port(),
     }
 }

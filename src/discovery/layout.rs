@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -265,8 +266,9 @@ impl TopicBroker {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BrokerUri {
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
+    /// Host name or address (IPv6 without brackets). Shared, so that the
+    /// copy in every [`SendResult`](crate::SendResult) costs no allocation.
+    pub host: Arc<str>,
     /// TCP port.
     pub port: u16,
 }
@@ -333,7 +335,7 @@ impl FromStr for BrokerUri {
             return Err(bad());
         }
         Ok(Self {
-            host: host.to_owned(),
+            host: host.into(),
             port: super::route::digits(port).ok_or_else(bad)?,
         })
     }

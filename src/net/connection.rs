@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ pub(crate) enum ConnError {
 /// A request handed to the connection task.
 pub(crate) struct Request {
     pub(crate) opaque: i32,
-    pub(crate) frame: Bytes,
+    pub(crate) frame: BytesMut,
     pub(crate) reply: oneshot::Sender<Result<Response, ConnError>>,
     /// Only write it on this socket generation (see [`Connection::epoch`]).
     pub(crate) epoch: Option<u64>,
@@ -176,7 +176,7 @@ impl Connection {
     pub(crate) fn submit(
         &self,
         opaque: i32,
-        frame: Bytes,
+        frame: BytesMut,
     ) -> oneshot::Receiver<Result<Response, ConnError>> {
         self.submit_on(None, opaque, frame)
     }
@@ -187,7 +187,7 @@ impl Connection {
         &self,
         epoch: Option<u64>,
         opaque: i32,
-        frame: Bytes,
+        frame: BytesMut,
     ) -> oneshot::Receiver<Result<Response, ConnError>> {
         let (reply, answer) = oneshot::channel();
         if !self.is_ready() {

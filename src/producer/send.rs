@@ -182,9 +182,10 @@ pub(crate) fn encode(
     message: &Message,
     partition: Partition,
     tx_key: Option<&TxKey>,
-) -> Result<(i32, bytes::Bytes)> {
+) -> Result<(i32, BytesMut)> {
     let opaque = next_opaque();
-    let mut frame = BytesMut::with_capacity(message.topic().len() + 48 + message.body_len());
+    // `encode_put` reserves the exact room: one allocation.
+    let mut frame = BytesMut::new();
     let header = PutHeader {
         topic: message.topic(),
         partition: partition.index as i32,
@@ -193,7 +194,7 @@ pub(crate) fn encode(
     };
     encode_put(&mut frame, &header, message.attribute(), message.payload())
         .map_err(|e| Error::invalid(message.topic(), e))?;
-    Ok((opaque, frame.freeze()))
+    Ok((opaque, frame))
 }
 
 /// What became of one attempt.
@@ -251,14 +252,14 @@ pub(crate) async fn drive(
         // Each attempt gets its share of what is left.
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / (max_attempts - number + 1);
-        let broker = in_flight.connection.uri().clone();
-        tried.push(in_flight.partition.broker_id);
+        let broker_id = in_flight.partition.broker_id;
         match wait(inner, &message, in_flight, share, number).await {
             Outcome::Done(result) => return Ok(result),
             Outcome::Failed { delivery, error } => {
                 let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
+                tried.push(broker_id);
                 attempts.0.push(Attempt {
-                    broker,
+                    broker: broker_of(&error),
                     partition: partition_of(&error),
                     elapsed: start.elapsed(),
                     delivery,
@@ -287,8 +288,9 @@ async fn wait(
         answer,
         permit: _permit,
     } = in_flight;
-    let topic = message.topic().to_owned();
-    let broker: BrokerUri = connection.uri().clone();
+    // Only failures need these owned: a success allocates nothing here.
+    let topic = || message.topic().to_owned();
+    let broker = || -> BrokerUri { connection.uri().clone() };
     let failed = |delivery, error| Outcome::Failed { delivery, error };
     match tokio::time::timeout(share, answer).await {
         Ok(Ok(Ok(response))) if response.code.is_success() => {
@@ -298,15 +300,15 @@ async fn wait(
                     partition: Partition::new(partition.broker_id, index.max(0) as u32),
                     offset,
                     message_id,
-                    broker,
+                    broker: broker(),
                     attempts: number,
                 }),
                 None => failed(
                     Delivery::MaybeSent,
                     Error::ConnectionLost {
-                        topic,
+                        topic: topic(),
                         partition,
-                        broker,
+                        broker: broker(),
                         cause: format!(
                             "unreadable success answer {:?}",
                             String::from_utf8_lossy(&response.body)
@@ -321,9 +323,9 @@ async fn wait(
             failed(
                 Delivery::Rejected,
                 Error::Rejected {
-                    topic,
+                    topic: topic(),
                     partition,
-                    broker,
+                    broker: broker(),
                     code: response.code.0,
                     message: String::from_utf8_lossy(&response.body).into_owned(),
                     attempts: Attempts::default(),
@@ -335,9 +337,9 @@ async fn wait(
             failed(
                 Delivery::NotSent,
                 Error::NotSent {
-                    topic,
+                    topic: topic(),
                     partition,
-                    broker,
+                    broker: broker(),
                     cause,
                     attempts: Attempts::default(),
                 },
@@ -348,9 +350,9 @@ async fn wait(
             failed(
                 Delivery::MaybeSent,
                 Error::ConnectionLost {
-                    topic,
+                    topic: topic(),
                     partition,
-                    broker,
+                    broker: broker(),
                     cause,
                     attempts: Attempts::default(),
                 },
@@ -359,9 +361,9 @@ async fn wait(
         Ok(Err(_)) => failed(
             Delivery::MaybeSent,
             Error::ConnectionLost {
-                topic,
+                topic: topic(),
                 partition,
-                broker,
+                broker: broker(),
                 cause: "the connection task ended without answering".into(),
                 attempts: Attempts::default(),
             },
@@ -371,14 +373,27 @@ async fn wait(
             failed(
                 Delivery::MaybeSent,
                 Error::Timeout {
-                    topic,
+                    topic: topic(),
                     partition,
-                    broker,
+                    broker: broker(),
                     timeout: share,
                     attempts: Attempts::default(),
                 },
             )
         }
+    }
+}
+
+fn broker_of(error: &Error) -> BrokerUri {
+    match error {
+        Error::NotSent { broker, .. }
+        | Error::Timeout { broker, .. }
+        | Error::ConnectionLost { broker, .. }
+        | Error::Rejected { broker, .. } => broker.clone(),
+        _ => BrokerUri {
+            host: "-".into(),
+            port: 0,
+        },
     }
 }
 

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tracing::{info, warn};
 
 use super::send::encode;
@@ -355,7 +355,7 @@ impl Transaction {
             })
     }
 
-    fn command(&self, kind: TransactionKind, timeout_secs: Option<i32>) -> Result<(i32, Bytes)> {
+    fn command(&self, kind: TransactionKind, timeout_secs: Option<i32>) -> Result<(i32, BytesMut)> {
         let opaque = next_opaque();
         let mut frame = BytesMut::with_capacity(128);
         TransactionRequest {
@@ -368,7 +368,7 @@ impl Transaction {
         }
         .encode(&mut frame)
         .map_err(|e| self.failed(e.to_string()))?;
-        Ok((opaque, frame.freeze()))
+        Ok((opaque, frame))
     }
 
     /// Commits: every message sent becomes visible at once. With no message
@@ -522,7 +522,7 @@ async fn request(
     connection: &Connection,
     epoch: u64,
     opaque: i32,
-    frame: Bytes,
+    frame: BytesMut,
     wait: Duration,
 ) -> std::result::Result<Response, RequestError> {
     // Held until the answer came or the wait ended (backpressure).

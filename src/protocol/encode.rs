@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 
-use super::validate::{validate_session_id, validate_topic, validate_unique_qualifier};
+use super::validate::{
+    validate_session_id, validate_topic, validate_unique_qualifier, MAX_NAME_LEN,
+};
 use super::{
     Checksum, ProtocolError, PutRequest, Request, Response, TransactionRequest, TxKey,
     FLAG_ATTRIBUTE,
@@ -96,7 +98,10 @@ pub fn encode_put(
     }
     crc.update(payload);
 
-    dst.reserve(header.topic.len() + 64 + attr_len + payload.len());
+    // Header: "put", five numbers of at most 11 bytes, spaces, CRLF, and a
+    // transaction key of at most MAX_NAME_LEN bytes; one allocation.
+    let key_room = header.tx_key.map_or(0, |_| 1 + MAX_NAME_LEN);
+    dst.reserve(header.topic.len() + 72 + key_room + attr_len + payload.len());
     dst.put_slice(b"put ");
     dst.put_slice(header.topic.as_bytes());
     put_sp_int(dst, header.partition);

@@ -425,8 +425,10 @@ impl RawClient {
     pub async fn response_within(&mut self, wait: Duration) -> Option<Response> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Ok(Some(response)) = self.codec.decode(&mut self.buffer) {
-                return Some(response);
+            match self.codec.decode(&mut self.buffer) {
+                Ok(Some(response)) => return Some(response),
+                Ok(None) => {}
+                Err(_) => return None,
             }
             let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buffer));
             match read.await {
