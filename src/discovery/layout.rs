@@ -283,7 +283,7 @@ impl BrokerUri {
     /// let v4: BrokerUri = "meta://10.0.0.5:8123".parse().unwrap();
     /// assert_eq!(v4.socket_addr_text(), "10.0.0.5:8123");
     /// let v6: BrokerUri = "meta://[::1]:8123".parse().unwrap();
-    /// assert_eq!(v6.host, "::1");
+    /// assert_eq!(&*v6.host, "::1");
     /// assert_eq!(v6.socket_addr_text(), "[::1]:8123");
     /// ```
     pub fn socket_addr_text(&self) -> String {
