@@ -553,3 +553,57 @@ async fn xa_is_refused_and_recover_finds_nothing() {
     );
     assert!(broker.records(None).is_empty());
 }
+
+/// Transactional puts are answered at once, so what a connection's open
+/// transactions may hold is bounded: 64 messages of the maximum size. Past
+/// that, puts get a 500; a rollback frees the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transactions_hold_a_bounded_amount_of_memory() {
+    let zk = ZkServer::shared();
+    let data = tempfile::tempdir().unwrap();
+    let config = test_broker_config(zk, &unique_root(), 0, data.path(), &[("test", 1)])
+        .with_max_message_size(1000);
+    let broker = TestBroker::start_with(config, data).await;
+    let mut c = RawClient::connect(broker.local_addr()).await;
+    let body = [b'x'; 1000];
+    for (n, opaque) in [(1, 1), (2, 2)] {
+        assert_eq!(
+            code(&mut c, &tx(&key(n), SESSION, "BEGIN", None, opaque)).await,
+            200
+        );
+    }
+    // 64 000 bytes in all, over two transactions: accepted.
+    for i in 0..64 {
+        let k = key(1 + i % 2);
+        put_result(
+            &c.call(&tx_put("test", 0, &body, &k, 10 + i as i32))
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = c
+        .call(&tx_put("test", 0, &body, &key(1), 100))
+        .await
+        .unwrap();
+    assert_eq!(refused.code.0, 500);
+    assert!(
+        text(&refused).contains("would hold over 64000 bytes"),
+        "{}",
+        text(&refused)
+    );
+    // Rolling one back frees its 32 000 bytes.
+    assert_eq!(
+        code(&mut c, &tx(&key(2), SESSION, "ROLLBACK", None, 101)).await,
+        200
+    );
+    put_result(
+        &c.call(&tx_put("test", 0, &body, &key(1), 102))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        code(&mut c, &tx(&key(1), SESSION, "COMMIT_ONE_PHASE", None, 103)).await,
+        200
+    );
+    assert_eq!(broker.records(None).len(), 33);
+}

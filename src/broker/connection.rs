@@ -70,9 +70,14 @@ async fn run(shared: Arc<Shared>, stream: TcpStream, stop: Stop) {
                 while let Some(Some(response)) = in_flight.next().now_or_never() {
                     write(&mut out, &response);
                 }
-                if let Err(e) = write_half.write_all(&out).await {
-                    debug!(error = %e, "write failed; closing");
-                    break;
+                // A client that stops reading must not keep this task (and
+                // the broker it holds) alive past a kill.
+                tokio::select! {
+                    written = write_half.write_all(&out) => if let Err(e) = written {
+                        debug!(error = %e, "write failed; closing");
+                        break;
+                    },
+                    _ = stop.kill.cancelled() => break,
                 }
                 out.clear();
             }

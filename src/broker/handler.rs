@@ -57,7 +57,7 @@ impl Shared {
         };
         let partitions = config.partitions;
         let partition = match partition {
-            -1 if allow_random => random_below(partitions),
+            -1 if allow_random => fastrand::u32(..partitions),
             p if p >= 0 && (p as u32) < partitions => p as u32,
             p => return Err(format!("wrong partition {p}")),
         };
@@ -193,18 +193,6 @@ impl Shared {
             format!("no processor registered for {command} on the metaq development broker"),
         )
     }
-}
-
-/// A uniformly spread index below `n`, for partition `-1`. Hashing a counter
-/// with std's randomly keyed hasher is enough here and needs no extra crate.
-fn random_below(n: u32) -> u32 {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::AtomicU64;
-    use std::sync::OnceLock;
-    static STATE: OnceLock<RandomState> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let draw = COUNTER.fetch_add(1, Ordering::Relaxed);
-    (STATE.get_or_init(RandomState::new).hash_one(draw) % u64::from(n)) as u32
 }
 
 fn too_large(len: u64, max: usize) -> String {

@@ -111,9 +111,15 @@ impl Registry {
 
     /// Unregisters and closes the session; returns when done (or the task is gone).
     pub(crate) async fn shutdown(&self) {
+        // Bounded: with ZooKeeper away the registrar may be reconnecting
+        // and the deletes may never be answered. The ephemeral nodes then go
+        // with the session.
+        const UNREGISTER_WAIT: Duration = Duration::from_secs(10);
         let (done, rx) = oneshot::channel();
-        if self.commands.send(Command::Shutdown(done)).is_ok() {
-            let _ = rx.await;
+        if self.commands.send(Command::Shutdown(done)).is_ok()
+            && timeout(UNREGISTER_WAIT, rx).await.is_err()
+        {
+            warn!("leaving ZooKeeper took over {UNREGISTER_WAIT:?}; going on with the shutdown");
         }
     }
 }
@@ -290,8 +296,8 @@ impl Registrar {
         // The broker has no ini file; MetaQ writes 0 in that case.
         self.replace_ephemeral(&self.paths.broker_config_checksum(id), b"0")
             .await?;
-        for (topic, partitions) in self.topics.clone() {
-            self.register_topic(&topic, partitions).await?;
+        for (topic, partitions) in &self.topics {
+            self.register_topic(topic, *partitions).await?;
         }
         self.registered = true;
         info!(broker = id, %uri, topics = self.topics.len(), root = self.paths.root(), "registered in zookeeper");

@@ -65,7 +65,8 @@ impl Shared {
             .dynamic_topics
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if seen.insert(topic.to_owned()) {
+        if !seen.contains(topic) {
+            seen.insert(topic.to_owned());
             self.registry.add_topic(topic, partitions);
         }
     }

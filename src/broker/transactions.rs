@@ -27,13 +27,25 @@ use crate::protocol::{
 struct OpenTx {
     /// (topic, partition, record) in put order.
     puts: Vec<(String, u32, Record)>,
+    /// Body bytes held in `puts`.
+    bytes: usize,
     timer: Option<delay_queue::Key>,
 }
+
+/// Open transactions one connection may hold: transactional puts are
+/// answered at once, so without these bounds a client could make the broker
+/// hold any amount of memory.
+const MAX_OPEN_TRANSACTIONS: usize = 10_000;
+/// Body bytes one connection's open transactions may hold, in messages of
+/// the maximum size.
+const MAX_HELD_MESSAGES: usize = 64;
 
 /// Open local transactions of one connection.
 pub(crate) struct TxSession {
     shared: Arc<Shared>,
     open: HashMap<LocalTxId, OpenTx>,
+    /// Body bytes held by every open transaction.
+    held: usize,
     timers: DelayQueue<LocalTxId>,
 }
 
@@ -54,6 +66,7 @@ impl TxSession {
         Self {
             shared,
             open: HashMap::new(),
+            held: 0,
             timers: DelayQueue::new(),
         }
     }
@@ -106,6 +119,15 @@ impl TxSession {
 
     fn begin(&mut self, local: LocalTxId, timeout_secs: Option<i32>, opaque: i32) -> Reply {
         if !self.open.contains_key(&local) {
+            if self.open.len() >= MAX_OPEN_TRANSACTIONS {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    opaque,
+                    format!(
+                        "Too many open transactions on this connection (limit {MAX_OPEN_TRANSACTIONS})."
+                    ),
+                );
+            }
             Stats::bump(&self.shared.stats.tx_begin);
             // Only the first BEGIN arms the timer; the broker caps it.
             let timer = timeout_secs.filter(|t| *t > 0).map(|t| {
@@ -116,6 +138,7 @@ impl TxSession {
                 local,
                 OpenTx {
                     puts: Vec::new(),
+                    bytes: 0,
                     timer,
                 },
             );
@@ -171,6 +194,17 @@ impl TxSession {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
             }
         }
+        let limit = MAX_HELD_MESSAGES * shared.config.max_message_size;
+        if self.held + put.body.len() > limit {
+            Stats::bump(&shared.stats.put_failed);
+            let detail = format!(
+                "the open transactions of this connection would hold over {limit} bytes; commit or roll back first"
+            );
+            let text = shared.put_failure(&put.topic, put.partition, &detail);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
+        }
+        self.held += put.body.len();
+        tx.bytes += put.body.len();
         let id = shared.ids.next_id();
         tx.puts.push((
             put.topic,
@@ -189,7 +223,7 @@ impl TxSession {
     }
 
     fn commit(&mut self, key: &TxKey, local: LocalTxId, opaque: i32) -> Reply {
-        let Some(tx) = self.open.remove(&local) else {
+        let Some(tx) = self.remove(&local) else {
             return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, not_started(key));
         };
         if let Some(timer) = tx.timer {
@@ -239,9 +273,16 @@ impl TxSession {
         .boxed()
     }
 
+    /// Takes an open transaction out, releasing what it held.
+    fn remove(&mut self, local: &LocalTxId) -> Option<OpenTx> {
+        let tx = self.open.remove(local)?;
+        self.held -= tx.bytes;
+        Some(tx)
+    }
+
     /// Forgets a transaction; false if it was not open.
     fn discard(&mut self, local: &LocalTxId) -> bool {
-        match self.open.remove(local) {
+        match self.remove(local) {
             Some(tx) => {
                 if let Some(timer) = tx.timer {
                     self.timers.remove(&timer);
@@ -265,7 +306,7 @@ impl TxSession {
     }
 
     pub(crate) fn expire(&mut self, local: LocalTxId) {
-        if let Some(tx) = self.open.remove(&local) {
+        if let Some(tx) = self.remove(&local) {
             Stats::bump(&self.shared.stats.tx_rollback);
             info!(session = %local.session_id, counter = local.counter, messages = tx.puts.len(), "transaction timed out; rolled back");
         }
@@ -275,12 +316,11 @@ impl TxSession {
     pub(crate) fn rollback_all(&mut self) {
         let open = self.open.len();
         if open > 0 {
-            for _ in 0..open {
-                Stats::bump(&self.shared.stats.tx_rollback);
-            }
+            Stats::add(&self.shared.stats.tx_rollback, open as u64);
             info!(open, "connection closed; open transactions rolled back");
         }
         self.open.clear();
+        self.held = 0;
         self.timers.clear();
     }
 }

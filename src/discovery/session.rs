@@ -199,13 +199,6 @@ impl Discovery {
             warn!(error = %Error::invalid(topic, e), "cannot watch this topic");
             return watch::channel(None).1;
         }
-        if topic == "." || topic == ".." {
-            warn!(
-                topic,
-                "cannot watch this topic: ZooKeeper has no node named . or .."
-            );
-            return watch::channel(None).1;
-        }
         let mut topics = self.inner.lock_topics();
         if self.inner.cancel.is_cancelled() {
             return watch::channel(None).1;

@@ -142,19 +142,22 @@ impl Connection {
     /// but still registered) answers at once, so a route is not held back
     /// for it.
     pub(crate) async fn wait_first_attempt(&self, wait: Duration) -> bool {
-        let mut state = self.shared.state.subscribe();
-        match tokio::time::timeout(wait, state.wait_for(Option::is_some)).await {
-            Ok(Ok(ready)) => *ready == Some(true),
-            _ => false,
-        }
+        self.wait_state(wait, Option::is_some).await
     }
 
     /// Waits until the socket is up, at most `wait`. True if it is.
     pub(crate) async fn wait_ready(&self, wait: Duration) -> bool {
+        self.wait_state(wait, |up| *up == Some(true)).await
+    }
+
+    /// Waits, at most `wait`, until `done` holds for the state; true if the
+    /// socket is up then.
+    async fn wait_state(&self, wait: Duration, done: impl FnMut(&Option<bool>) -> bool) -> bool {
         let mut state = self.shared.state.subscribe();
-        tokio::time::timeout(wait, state.wait_for(|up| *up == Some(true)))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        match tokio::time::timeout(wait, state.wait_for(done)).await {
+            Ok(Ok(state)) => *state == Some(true),
+            _ => false,
+        }
     }
 
     /// A slot for one more request in flight, without waiting. The caller

@@ -331,14 +331,10 @@ impl ProducerInner {
         let previous = self
             .transactions
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(if n >= i32::MAX as u32 { 1 } else { n + 1 })
+                Some(transaction_number_after(n))
             })
-            .unwrap_or(0);
-        if previous >= i32::MAX as u32 {
-            1
-        } else {
-            previous as i32 + 1
-        }
+            .unwrap_or_else(|n| n); // the closure always answers
+        transaction_number_after(previous) as i32
     }
 
     pub(crate) fn topic(&self, name: &str) -> Option<Arc<TopicState>> {
@@ -392,5 +388,26 @@ impl ProducerInner {
                 reason: "no listing from ZooKeeper yet".into(),
             })
         }
+    }
+}
+
+/// The transaction number after `n`: 1, 2, …, `i32::MAX`, then 1 again.
+fn transaction_number_after(n: u32) -> u32 {
+    n % i32::MAX as u32 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transaction_number_after;
+
+    #[test]
+    fn transaction_numbers_stay_positive_32_bit_ints() {
+        assert_eq!(transaction_number_after(0), 1);
+        assert_eq!(transaction_number_after(1), 2);
+        assert_eq!(
+            transaction_number_after(i32::MAX as u32 - 1),
+            i32::MAX as u32
+        );
+        assert_eq!(transaction_number_after(i32::MAX as u32), 1);
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::topics::TopicState;
 use super::{Producer, ProducerInner};
-use crate::discovery::{BrokerUri, Partition};
+use crate::discovery::Partition;
 use crate::error::{Attempt, Attempts, Delivery, Error, Result};
 use crate::net::{next_opaque, ConnError, Connection};
 use crate::protocol::{encode_put, PutHeader, Response, TxKey};
@@ -55,9 +55,8 @@ impl ProducerInner {
         let (partition, connection) = self
             .choose(&topic, message, avoid)
             .map_err(NotQueued::Failed)?;
-        if message.key().is_none() && !connection.is_ready() {
-            // No broker of the topic is connected: the slow path waits.
-            return Err(NotQueued::Later);
+        if waits_for_connection(message, &connection) {
+            return Err(NotQueued::Later); // the slow path waits
         }
         let Some(permit) = connection.try_permit() else {
             return Err(NotQueued::Later);
@@ -82,12 +81,7 @@ impl ProducerInner {
             .min(self.config.publish_timeout);
         let topic = self.ensure_topic(message.topic(), wait).await?;
         let (partition, connection) = self.choose(&topic, message, avoid)?;
-        if message.key().is_none() && !connection.is_ready() {
-            // The selector prefers connected brokers, so none of this
-            // topic's is up (a broker restart, a network blip): wait for this
-            // one with half of what is left rather than fail at once, as
-            // librdkafka queues messages for a broker that is reconnecting.
-            // A keyed send cannot move, so it fails promptly instead.
+        if waits_for_connection(message, &connection) {
             let left = deadline.saturating_duration_since(Instant::now());
             connection.wait_ready(left / 2).await;
         }
@@ -177,6 +171,16 @@ impl ProducerInner {
     }
 }
 
+/// Whether a send must wait for `connection` to come up before writing.
+/// The selector prefers connected brokers, so a chosen connection that is
+/// down means none of the topic's is up (a broker restart, a network
+/// blip): a keyless send waits for it (with half of what is left of its
+/// timeout) rather than fail at once, as librdkafka queues messages for a
+/// reconnecting broker. A keyed send cannot move, so it fails promptly.
+fn waits_for_connection(message: &Message, connection: &Connection) -> bool {
+    message.key().is_none() && !connection.is_ready()
+}
+
 /// Encodes a put (inside a transaction when `tx_key` is given) with a new opaque.
 pub(crate) fn encode(
     message: &Message,
@@ -252,15 +256,15 @@ pub(crate) async fn drive(
         // Each attempt gets its share of what is left.
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / (max_attempts - number + 1);
-        let broker_id = in_flight.partition.broker_id;
+        let (broker, partition) = (in_flight.connection.uri().clone(), in_flight.partition);
         match wait(inner, &message, in_flight, share, number).await {
             Outcome::Done(result) => return Ok(result),
             Outcome::Failed { delivery, error } => {
                 let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
-                tried.push(broker_id);
+                tried.push(partition.broker_id);
                 attempts.0.push(Attempt {
-                    broker: broker_of(&error),
-                    partition: partition_of(&error),
+                    broker,
+                    partition,
                     elapsed: start.elapsed(),
                     delivery,
                     cause: cause_of(&error),
@@ -288,9 +292,9 @@ async fn wait(
         answer,
         permit: _permit,
     } = in_flight;
-    // Only failures need these owned: a success allocates nothing here.
+    // Only failures need the topic owned: a success allocates nothing here.
     let topic = || message.topic().to_owned();
-    let broker = || -> BrokerUri { connection.uri().clone() };
+    let broker = connection.uri().clone(); // shared host: no allocation
     let failed = |delivery, error| Outcome::Failed { delivery, error };
     match tokio::time::timeout(share, answer).await {
         Ok(Ok(Ok(response))) if response.code.is_success() => {
@@ -300,7 +304,7 @@ async fn wait(
                     partition: Partition::new(partition.broker_id, index.max(0) as u32),
                     offset,
                     message_id,
-                    broker: broker(),
+                    broker,
                     attempts: number,
                 }),
                 None => failed(
@@ -308,7 +312,7 @@ async fn wait(
                     Error::ConnectionLost {
                         topic: topic(),
                         partition,
-                        broker: broker(),
+                        broker,
                         cause: format!(
                             "unreadable success answer {:?}",
                             String::from_utf8_lossy(&response.body)
@@ -325,7 +329,7 @@ async fn wait(
                 Error::Rejected {
                     topic: topic(),
                     partition,
-                    broker: broker(),
+                    broker,
                     code: response.code.0,
                     message: String::from_utf8_lossy(&response.body).into_owned(),
                     attempts: Attempts::default(),
@@ -339,7 +343,7 @@ async fn wait(
                 Error::NotSent {
                     topic: topic(),
                     partition,
-                    broker: broker(),
+                    broker,
                     cause,
                     attempts: Attempts::default(),
                 },
@@ -352,7 +356,7 @@ async fn wait(
                 Error::ConnectionLost {
                     topic: topic(),
                     partition,
-                    broker: broker(),
+                    broker,
                     cause,
                     attempts: Attempts::default(),
                 },
@@ -363,7 +367,7 @@ async fn wait(
             Error::ConnectionLost {
                 topic: topic(),
                 partition,
-                broker: broker(),
+                broker,
                 cause: "the connection task ended without answering".into(),
                 attempts: Attempts::default(),
             },
@@ -375,35 +379,12 @@ async fn wait(
                 Error::Timeout {
                     topic: topic(),
                     partition,
-                    broker: broker(),
+                    broker,
                     timeout: share,
                     attempts: Attempts::default(),
                 },
             )
         }
-    }
-}
-
-fn broker_of(error: &Error) -> BrokerUri {
-    match error {
-        Error::NotSent { broker, .. }
-        | Error::Timeout { broker, .. }
-        | Error::ConnectionLost { broker, .. }
-        | Error::Rejected { broker, .. } => broker.clone(),
-        _ => BrokerUri {
-            host: "-".into(),
-            port: 0,
-        },
-    }
-}
-
-fn partition_of(error: &Error) -> Partition {
-    match error {
-        Error::NotSent { partition, .. }
-        | Error::Timeout { partition, .. }
-        | Error::ConnectionLost { partition, .. }
-        | Error::Rejected { partition, .. } => *partition,
-        _ => Partition::new(0, 0),
     }
 }
 

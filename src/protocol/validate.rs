@@ -58,9 +58,20 @@ fn check(field: &'static str, value: &str, forbidden: &[u8]) -> Result<(), Proto
 /// assert!(validate_topic("a b").is_err());
 /// assert!(validate_topic("a/b").is_err());
 /// assert!(validate_topic("").is_err());
+/// assert!(validate_topic("..").is_err());
 /// ```
 pub fn validate_topic(topic: &str) -> Result<(), ProtocolError> {
-    check("topic", topic, b"/")
+    check("topic", topic, b"/")?;
+    if topic == "." || topic == ".." {
+        // A ZooKeeper path segment cannot be `.` or `..`, and the broker
+        // would store the partition in a directory `.-0`.
+        return Err(ProtocolError::InvalidName {
+            field: "topic",
+            value: excerpt(topic),
+            reason: "'.' and '..' cannot name a ZooKeeper node",
+        });
+    }
+    Ok(())
 }
 
 /// A session id: 1 to 255 bytes of printable ASCII, no space, no `:`

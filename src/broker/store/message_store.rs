@@ -233,7 +233,16 @@ impl MessageStore {
             return Err(closed_error());
         }
         let config = &self.inner.config;
-        let writers = state.partitions.entry(topic.to_owned()).or_default();
+        // Allocate the topic's name only the first time it is seen.
+        if !state.partitions.contains_key(topic) {
+            state
+                .partitions
+                .insert(topic.to_owned(), Default::default());
+        }
+        let writers = state
+            .partitions
+            .get_mut(topic)
+            .expect("inserted just above");
         let handle = match writers.entry(partition) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => e.insert(writer::spawn(
