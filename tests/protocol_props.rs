@@ -50,6 +50,8 @@ fn topic() -> impl Strategy<Value = String> {
         4 => "[!-.0-~]{1,32}",
         1 => Just("t".repeat(MAX_NAME_LEN)),
     ]
+    // `.` and `..` cannot name a ZooKeeper node: not topics.
+    .prop_filter("a ZooKeeper node name", |t| t != "." && t != "..")
 }
 
 /// Printable ASCII without space and `:`.
