@@ -228,6 +228,18 @@ pub enum Error {
         /// The client's error.
         source: zookeeper_client::Error,
     },
+    /// No ZooKeeper session could be opened within the connect timeout.
+    /// `cause` says what each host of the ensemble did (connection refused,
+    /// name not resolved, not ZooKeeper, ...), as far as a probe could tell.
+    #[error("cannot reach ZooKeeper {connect:?} within {waited:?}: {cause}")]
+    ZooKeeperUnreachable {
+        /// The connect string.
+        connect: String,
+        /// How long it tried.
+        waited: Duration,
+        /// What the hosts did.
+        cause: String,
+    },
     /// A topic's brokers could not be reached within the bound.
     #[error("topic {topic:?} is not available after {waited:?}: {reason}")]
     TopicUnavailable {
@@ -307,7 +319,9 @@ impl Error {
             | Error::ConnectionLost { .. }
             | Error::TransactionOutcomeUnknown { .. } => Some(Delivery::MaybeSent),
             Error::Rejected { .. } => Some(Delivery::Rejected),
-            Error::ZooKeeper { .. } | Error::Config { .. } => None,
+            Error::ZooKeeper { .. } | Error::ZooKeeperUnreachable { .. } | Error::Config { .. } => {
+                None
+            }
         }
     }
 
@@ -338,7 +352,8 @@ impl Error {
             | Error::ConnectionLost { .. }
             | Error::NoPartition { .. }
             | Error::TopicUnavailable { .. }
-            | Error::ZooKeeper { .. } => true,
+            | Error::ZooKeeper { .. }
+            | Error::ZooKeeperUnreachable { .. } => true,
             Error::Rejected { code, .. } => *code >= 500,
             _ => false,
         }

@@ -435,3 +435,114 @@ async fn ids_node_with_slaves_is_emptied_instead_of_deleted() {
     );
     assert!(all_absent(&client, &root, 0, &[("test", 1)]).await);
 }
+
+/// Reads `child`'s stderr until a line contains `needle` (at most `limit`);
+/// returns that line.
+async fn stderr_line_with(
+    stderr: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+    limit: Duration,
+) -> String {
+    tokio::time::timeout(limit, async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("stderr ended without a line containing {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no line containing {needle:?} within {limit:?}"))
+}
+
+/// A broker whose id is still held by another ZooKeeper session says so at
+/// once, and what it waits for, instead of waiting silently; it registers
+/// as soon as that session goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_id_is_held_says_what_it_waits_for() {
+    use tokio::io::AsyncBufReadExt;
+    use zookeeper_client::{Acls, CreateMode};
+    let zk = ZkServer::shared();
+    let root = unique_root();
+    let data = tempfile::tempdir().unwrap();
+    let holder = zk.client().await;
+    let master = format!("{root}/brokers/ids/7/master");
+    holder
+        .mkdir(
+            &format!("{root}/brokers/ids/7"),
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    holder
+        .create(
+            &master,
+            b"meta://127.0.0.1:1",
+            &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(BROKER_BIN)
+        .args(broker_args(zk, &root, 7, data.path(), &["test:1"], &[]))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = stderr_line_with(&mut stderr, "still registered", Duration::from_secs(10)).await;
+    assert!(line.contains(&master), "{line}");
+    assert!(line.contains("waiting up to"), "{line}");
+    assert!(line.contains("meta://127.0.0.1:1"), "{line}");
+    // The other session goes: the broker registers and is ready.
+    holder.delete(&master, None).await.unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+        .await
+        .expect("ready within 10 s")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(ready.starts_with("ready id=7"), "{ready}");
+    child.kill().await.unwrap();
+}
+
+/// A broker that cannot reach ZooKeeper fails after its connect timeout
+/// (not its session timeout), naming the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_cannot_reach_zookeeper_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let output = tokio::process::Command::new(BROKER_BIN)
+        .args([
+            "--id",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--zk",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &data.path().display().to_string(),
+            "--topic",
+            "test:1",
+            "--zk-connect-timeout-ms",
+            "1500",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?} (the session timeout is 30 s)",
+        started.elapsed()
+    );
+}

@@ -707,15 +707,45 @@ async fn connect_errors() {
     )
     .await;
     match failed {
-        Err(Error::ZooKeeper {
-            operation, path, ..
+        Err(Error::ZooKeeperUnreachable {
+            connect: tried,
+            cause,
+            ..
         }) => {
-            assert_eq!(operation, "connect");
-            assert_eq!(path, connect);
+            assert_eq!(tried, connect);
+            assert!(cause.contains("connection refused"), "{cause}");
         }
         other => panic!("expected a connect error, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A name that does not resolve, and a server that is not ZooKeeper:
+    // each failure says so, within the connect timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let not_zk = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+        }
+    });
+    for (connect, expected) in [
+        ("no-such-host.invalid:2181".to_owned(), "name not resolved"),
+        (not_zk, "not ZooKeeper"),
+    ] {
+        let started = Instant::now();
+        let failed = Discovery::connect(
+            ZkSettings::new(connect.clone()).with_connect_timeout(Duration::from_secs(1)),
+        )
+        .await;
+        match failed {
+            Err(Error::ZooKeeperUnreachable { cause, .. }) => {
+                assert!(cause.contains(expected), "{connect}: {cause}")
+            }
+            other => panic!("{connect}: expected a connect error, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "{connect}");
+    }
 
     // An unusable topic name gives a closed channel.
     let zk = ZkServer::shared();

@@ -4,11 +4,13 @@
 
 mod producer_support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
 use metaq::producer::KeyHash;
-use metaq::protocol::StatusCode;
+use metaq::protocol::{Response, StatusCode};
 use metaq::testkit::BrokerProcess;
 use metaq::{Delivery, Error, Message, Partition, Producer};
 use producer_support::*;
@@ -521,29 +523,63 @@ async fn cut_connections_are_reopened_and_sends_retried() {
     producer.close().await;
 }
 
-/// A broker of the test's own that answers its first connection's put with
-/// garbage, its second's with an unknown opaque, and later ones properly.
-/// Registered in ZooKeeper by hand, as a MetaQ master of `topic`.
+/// How a [`FakeBroker`] answers a put: given the connection's serial number
+/// (1 for the first), the put's opaque and a per-connection counter, the
+/// bytes to write.
+type PutAnswer = Arc<dyn Fn(u32, i32, &mut i64) -> Vec<u8> + Send + Sync>;
+
+/// A broker of the test's own, answering puts as `answer` says (other
+/// requests get a plain 200). Registered in ZooKeeper by hand, as a MetaQ
+/// master of `topic` with one partition. Counts the puts it read.
 struct FakeBroker {
     _zk: zookeeper_client::Client,
     addr: std::net::SocketAddr,
+    puts: Arc<AtomicUsize>,
 }
 
 impl FakeBroker {
+    /// Answers its first connection's put with garbage, its second's with
+    /// an unknown opaque, and later ones properly.
     async fn start(root: &str, id: u32, topic: &str) -> FakeBroker {
+        Self::answering(
+            root,
+            id,
+            topic,
+            Arc::new(|serial, opaque, offset| {
+                let mut out = bytes::BytesMut::new();
+                let response = match serial {
+                    1 => return b"garbage here\r\n".to_vec(),
+                    2 => Response::text(StatusCode(200), opaque ^ 0x5555, "1 0 0"),
+                    _ => {
+                        *offset += 1;
+                        let at = *offset - 1;
+                        Response::text(StatusCode(200), opaque, format!("{at} 0 {at}"))
+                    }
+                };
+                response.encode(&mut out).unwrap();
+                out.to_vec()
+            }),
+        )
+        .await
+    }
+
+    async fn answering(root: &str, id: u32, topic: &str, answer: PutAnswer) -> FakeBroker {
         use futures::StreamExt;
         use metaq::discovery::{TopicBroker, ZkPaths};
-        use metaq::protocol::{Request, Response, ServerCodec};
+        use metaq::protocol::{Request, ServerCodec};
         use tokio::io::AsyncWriteExt;
         use zookeeper_client::{Acls, CreateMode};
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let puts = Arc::new(AtomicUsize::new(0));
+        let counted = puts.clone();
         tokio::spawn(async move {
             let mut connection = 0;
             while let Ok((stream, _)) = listener.accept().await {
                 connection += 1;
                 let serial = connection;
+                let (answer, puts) = (answer.clone(), counted.clone());
                 tokio::spawn(async move {
                     let (read, mut write) = stream.into_split();
                     let mut frames =
@@ -553,28 +589,19 @@ impl FakeBroker {
                         let Some(opaque) = request.opaque() else {
                             break;
                         };
-                        let mut out = bytes::BytesMut::new();
-                        match (&request, serial) {
-                            (Request::Put(_), 1) => out.extend_from_slice(b"garbage here\r\n"),
-                            (Request::Put(_), 2) => {
-                                Response::text(StatusCode(200), opaque ^ 0x5555, "1 0 0")
+                        let out = match &request {
+                            Request::Put(_) => {
+                                puts.fetch_add(1, Ordering::SeqCst);
+                                answer(serial, opaque, &mut offset)
+                            }
+                            _ => {
+                                let mut out = bytes::BytesMut::new();
+                                Response::text(StatusCode(200), opaque, "fake")
                                     .encode(&mut out)
                                     .unwrap();
+                                out.to_vec()
                             }
-                            (Request::Put(_), _) => {
-                                Response::text(
-                                    StatusCode(200),
-                                    opaque,
-                                    format!("{offset} 0 {offset}"),
-                                )
-                                .encode(&mut out)
-                                .unwrap();
-                                offset += 1;
-                            }
-                            _ => Response::text(StatusCode(200), opaque, "fake")
-                                .encode(&mut out)
-                                .unwrap(),
-                        }
+                        };
                         if write.write_all(&out).await.is_err() {
                             break;
                         }
@@ -605,8 +632,55 @@ impl FakeBroker {
         )
         .await
         .unwrap();
-        FakeBroker { _zk: zk, addr }
+        FakeBroker {
+            _zk: zk,
+            addr,
+            puts,
+        }
     }
+}
+
+/// A broker that answers every put with 200 and a body that is not a put
+/// result is avoided like one that timed out: after its first unreadable
+/// answer, keyless sends go to the other broker (for the avoid period)
+/// instead of every second one failing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_answering_unreadable_successes_is_avoided() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let fake = FakeBroker::answering(
+        &root,
+        3,
+        TOPIC,
+        Arc::new(|_, opaque, _| {
+            let mut out = bytes::BytesMut::new();
+            Response::text(StatusCode(200), opaque, "not a put result")
+                .encode(&mut out)
+                .unwrap();
+            out.to_vec()
+        }),
+    )
+    .await;
+    let producer = producer(&root).retries(1).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(
+        &producer,
+        TOPIC,
+        &[Partition::new(0, 0), Partition::new(3, 0)],
+    )
+    .await;
+    for i in 0..20 {
+        let sent = producer
+            .send(Message::new(TOPIC, format!("m-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+        assert_eq!(sent.partition, Partition::new(0, 0));
+    }
+    // One unreadable answer, then the fake broker was left alone.
+    assert_eq!(fake.puts.load(Ordering::SeqCst), 1);
+    assert_eq!(bodies(&b0, TOPIC).len(), 20);
+    producer.close().await;
 }
 
 /// A garbled answer, then an answer for an unknown opaque: each closes that

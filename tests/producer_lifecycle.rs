@@ -377,15 +377,10 @@ async fn build_fails_with_typed_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            error,
-            Error::ZooKeeper {
-                operation: "connect",
-                ..
-            }
-        ),
+        matches!(&error, Error::ZooKeeperUnreachable { cause, .. } if cause.contains("connection refused")),
         "{error:?}"
     );
+    assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -394,14 +389,39 @@ async fn build_fails_with_typed_errors() {
     assert_eq!(error.delivery(), None);
 
     let root = unique_root();
-    for builder in [
-        producer(&root).send_timeout(Duration::ZERO),
-        producer(&root).heartbeat_interval(Duration::ZERO),
-        producer(&root).max_in_flight(0),
-        producer(&root).max_message_size(0),
-        producer(&root).default_topic("bad topic"),
+    for (builder, named) in [
+        (producer(&root).send_timeout(Duration::ZERO), "send_timeout"),
+        (
+            producer(&root).connect_timeout(Duration::ZERO),
+            "connect_timeout",
+        ),
+        (
+            producer(&root).heartbeat_interval(Duration::ZERO),
+            "heartbeat_interval",
+        ),
+        (producer(&root).max_in_flight(0), "max_in_flight"),
+        (producer(&root).max_message_size(0), "max_message_size"),
+        (
+            producer(&root).transaction_request_timeout(Duration::ZERO),
+            "transaction_request_timeout",
+        ),
+        (producer(&root).default_topic("bad topic"), "default topic"),
     ] {
         let error = builder.build().await.unwrap_err();
         assert!(matches!(error, Error::Config { .. }), "{error:?}");
+        // The message names the one setting that is wrong, and no other.
+        let text = error.to_string();
+        assert!(text.contains(named), "{text}");
+        let setters = [
+            "send_timeout",
+            "connect_timeout",
+            "heartbeat_interval",
+            "max_in_flight",
+            "max_message_size",
+        ];
+        let others = setters
+            .iter()
+            .filter(|s| **s != named && text.contains(**s));
+        assert_eq!(others.count(), 0, "names another setting too: {text}");
     }
 }

@@ -75,6 +75,9 @@ struct RunArgs {
     /// ZooKeeper session timeout in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     zk_session_timeout_ms: u64,
+    /// Upper bound on opening a ZooKeeper session, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    zk_connect_timeout_ms: u64,
     /// Pause between leaving ZooKeeper and closing connections at shutdown, in milliseconds.
     #[arg(long, default_value_t = 1_000)]
     shutdown_grace_ms: u64,
@@ -127,6 +130,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         .with_flush(args.flush)
         .with_max_segment_size(args.max_segment_size)
         .with_zk_session_timeout(Duration::from_millis(args.zk_session_timeout_ms))
+        .with_zk_connect_timeout(Duration::from_millis(args.zk_connect_timeout_ms))
         .with_shutdown_grace(Duration::from_millis(args.shutdown_grace_ms));
     config.topics = args.topics;
     if let Some(host) = args.host_name {

@@ -175,6 +175,9 @@ pub struct BrokerConfig {
     pub max_segment_size: u64,
     /// ZooKeeper session timeout. Default 30 s (MetaQ's).
     pub zk_session_timeout: Duration,
+    /// Upper bound on opening a ZooKeeper session (at start and after an
+    /// expiry). Default 10 s.
+    pub zk_connect_timeout: Duration,
     /// Upper bound of a transaction timeout. Default 60 s (MetaQ's).
     pub max_tx_timeout: Duration,
     /// Pause between leaving ZooKeeper and closing connections at shutdown,
@@ -208,6 +211,7 @@ impl BrokerConfig {
             flush: FlushPolicy::Group,
             max_segment_size: 1 << 30,
             zk_session_timeout: Duration::from_secs(30),
+            zk_connect_timeout: Duration::from_secs(10),
             max_tx_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::ZERO,
         }
@@ -339,6 +343,23 @@ impl BrokerConfig {
     /// ```
     pub fn with_zk_session_timeout(mut self, timeout: Duration) -> Self {
         self.zk_session_timeout = timeout;
+        self
+    }
+
+    /// Sets the bound on opening a ZooKeeper session (default 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::broker::BrokerConfig;
+    /// // Give up sooner on an unreachable ensemble.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_zk_connect_timeout(Duration::from_secs(2));
+    /// assert_eq!(config.zk_connect_timeout, Duration::from_secs(2));
+    /// ```
+    pub fn with_zk_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.zk_connect_timeout = timeout;
         self
     }
 

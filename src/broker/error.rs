@@ -51,6 +51,16 @@ pub enum BrokerError {
         /// The client's error.
         source: zookeeper_client::Error,
     },
+    /// No ZooKeeper session could be opened within the connect timeout.
+    #[error("cannot reach ZooKeeper {connect:?} within {waited:?}: {cause}")]
+    ZooKeeperUnreachable {
+        /// The connect string.
+        connect: String,
+        /// How long it tried.
+        waited: std::time::Duration,
+        /// What each host did (connection refused, name not resolved, ...).
+        cause: String,
+    },
     /// Another live broker holds this broker id.
     #[error("broker id {id} is already registered at {path} (another broker, or a previous session that has not expired)")]
     IdTaken {

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionInfo, SessionState};
 
 use super::{BrokerConfig, BrokerError};
+use crate::discovery::reach::{connect_explained, ConnectFailure};
 use crate::discovery::{BrokerUri, TopicBroker, ZkPaths};
 
 /// Handle to the registration task.
@@ -125,18 +126,17 @@ impl Registry {
 }
 
 async fn connect(config: &BrokerConfig) -> Result<Client, BrokerError> {
-    let attempt = Client::connector()
-        .with_session_timeout(config.zk_session_timeout)
-        .connect(&config.zk_connect);
-    // The connector retries on its own; bound the whole attempt.
-    match timeout(config.zk_session_timeout + Duration::from_secs(5), attempt).await {
-        Ok(result) => result.map_err(|e| BrokerError::zk("connect", &config.zk_connect, e)),
-        Err(_) => Err(BrokerError::zk(
-            "connect",
-            &config.zk_connect,
-            ZkError::Timeout,
-        )),
-    }
+    let connector = Client::connector().with_session_timeout(config.zk_session_timeout);
+    connect_explained(connector, &config.zk_connect, config.zk_connect_timeout)
+        .await
+        .map_err(|failure| match failure {
+            ConnectFailure::Client(e) => BrokerError::zk("connect", &config.zk_connect, e),
+            ConnectFailure::Unreachable { waited, cause } => BrokerError::ZooKeeperUnreachable {
+                connect: config.zk_connect.clone(),
+                waited,
+                cause,
+            },
+        })
 }
 
 struct Registrar {
@@ -308,7 +308,9 @@ impl Registrar {
     /// id whose node has not expired yet (the Java broker just fails).
     async fn create_master(&self, uri: &str) -> Result<(), BrokerError> {
         let path = self.paths.broker_master(self.config.id);
-        let deadline = Instant::now() + self.config.zk_session_timeout + Duration::from_secs(5);
+        let wait = self.config.zk_session_timeout + Duration::from_secs(5);
+        let deadline = Instant::now() + wait;
+        let mut said = false;
         loop {
             match create_ephemeral(&self.client, &path, uri.as_bytes()).await {
                 Ok(()) => return Ok(()),
@@ -324,7 +326,22 @@ impl Registrar {
                         .map(drop)
                         .map_err(|e| BrokerError::zk("set", &path, e));
                 }
-                Ok(_) | Err(ZkError::NoNode) => {}
+                Ok((data, stat)) => {
+                    if !said {
+                        said = true;
+                        warn!(
+                            broker = self.config.id,
+                            %path,
+                            holder = %format_args!("{:#x}", stat.ephemeral_owner),
+                            address = %String::from_utf8_lossy(&data),
+                            "broker id {} is still registered by another ZooKeeper session \
+                             (a previous run of this broker whose session has not expired, \
+                             or another broker with this id); waiting up to {wait:?} for it to go",
+                            self.config.id
+                        );
+                    }
+                }
+                Err(ZkError::NoNode) => {}
                 Err(e) => return Err(BrokerError::zk("get", &path, e)),
             }
             if Instant::now() >= deadline {

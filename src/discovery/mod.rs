@@ -9,6 +9,7 @@
 //! (settings in [`ZkSettings`]); [`read_route`] reads one route once.
 
 mod layout;
+pub(crate) mod reach;
 mod read;
 mod route;
 mod session;

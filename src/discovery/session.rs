@@ -11,8 +11,9 @@ use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
-use zookeeper_client::{Client, Error as ZkError, SessionInfo, SessionState};
+use zookeeper_client::{Client, SessionInfo, SessionState};
 
+use super::reach::{connect_explained, ConnectFailure};
 use super::watcher::{run_topic, Backoff, RouteSender};
 use super::{TopicRoute, ZkPaths, ZkSettings};
 use crate::protocol::validate_topic;
@@ -105,8 +106,11 @@ impl Discovery {
     /// # Errors
     ///
     /// [`Error::Config`] for invalid settings;
-    /// [`Error::ZooKeeper`] with `operation: "connect"` (and the connect
-    /// string as `path`) if no session could be established in time.
+    /// [`Error::ZooKeeperUnreachable`] if no session could be established in
+    /// time (its `cause` says what the hosts did: connection refused, name
+    /// not resolved, not ZooKeeper, ...); [`Error::ZooKeeper`] with
+    /// `operation: "connect"` when the client refused for another reason
+    /// (authentication failed, a malformed connect string).
     ///
     /// # Examples
     ///
@@ -129,13 +133,7 @@ impl Discovery {
     /// ```
     pub async fn connect(settings: ZkSettings) -> Result<Discovery, Error> {
         settings.validate()?;
-        let client = open_session(&settings)
-            .await
-            .map_err(|source| Error::ZooKeeper {
-                operation: "connect",
-                path: settings.connect.clone(),
-                source,
-            })?;
+        let client = open_session(&settings).await?;
         info!(
             connect = %settings.connect,
             root = %ZkPaths::new(&settings.root).root(),
@@ -301,20 +299,25 @@ impl Drop for Inner {
 }
 
 /// Opens a session as the settings say, bounded by `connect_timeout`.
-async fn open_session(settings: &ZkSettings) -> Result<Client, ZkError> {
+async fn open_session(settings: &ZkSettings) -> Result<Client, Error> {
     let mut connector = Client::connector().with_session_timeout(settings.session_timeout);
     if let Some(auth) = &settings.digest_auth {
         connector = connector.with_auth("digest", auth.as_bytes());
     }
-    match timeout(
-        settings.connect_timeout,
-        connector.connect(&settings.connect),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(ZkError::Timeout),
-    }
+    connect_explained(connector, &settings.connect, settings.connect_timeout)
+        .await
+        .map_err(|failure| match failure {
+            ConnectFailure::Client(source) => Error::ZooKeeper {
+                operation: "connect",
+                path: settings.connect.clone(),
+                source,
+            },
+            ConnectFailure::Unreachable { waited, cause } => Error::ZooKeeperUnreachable {
+                connect: settings.connect.clone(),
+                waited,
+                cause,
+            },
+        })
 }
 
 /// Follows the session's state: counts reconnections, and replaces an

@@ -1,5 +1,6 @@
 //! [`ZkSettings`]: how discovery reaches ZooKeeper.
 
+use std::fmt;
 use std::time::Duration;
 
 use super::layout::{normalize_root, DEFAULT_ROOT};
@@ -32,7 +33,7 @@ pub const DEFAULT_CONNECT: &str = "localhost:2181";
 /// assert_eq!(settings.relist_interval, Duration::from_secs(30));
 /// assert!(settings.validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ZkSettings {
     /// The ensemble, `host:port[,host:port...][/chroot]`.
     /// Default `localhost:2181` ([`DEFAULT_CONNECT`]).
@@ -58,6 +59,37 @@ pub struct ZkSettings {
     /// `100000` must not make a producer spread messages over phantom
     /// partitions). Default 1024.
     pub max_partitions_per_broker: u32,
+}
+
+/// Prints the digest user but never the password, so that logging a
+/// producer's builder or settings does not leak it.
+///
+/// ```
+/// use metaq::discovery::ZkSettings;
+/// let settings = ZkSettings::new("zk:2181").with_digest_auth("producer:s3cret");
+/// let printed = format!("{settings:?}");
+/// assert!(printed.contains("producer:<redacted>"));
+/// assert!(!printed.contains("s3cret"));
+/// ```
+impl fmt::Debug for ZkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = self
+            .digest_auth
+            .as_deref()
+            .map(|auth| match auth.split_once(':') {
+                Some((user, _)) => format!("{user}:<redacted>"),
+                None => "<redacted>".to_owned(),
+            });
+        f.debug_struct("ZkSettings")
+            .field("connect", &self.connect)
+            .field("root", &self.root)
+            .field("session_timeout", &self.session_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("relist_interval", &self.relist_interval)
+            .field("digest_auth", &auth)
+            .field("max_partitions_per_broker", &self.max_partitions_per_broker)
+            .finish()
+    }
 }
 
 impl Default for ZkSettings {
@@ -241,6 +273,22 @@ mod tests {
         assert_eq!(s.digest_auth, None);
         assert_eq!(s.max_partitions_per_broker, 1024);
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn debug_never_prints_the_password() {
+        for auth in ["producer:s3cret", "s3cret", "producer:a:s3cret"] {
+            let settings = ZkSettings::new("zk:2181").with_digest_auth(auth);
+            let printed = format!("{settings:?} {settings:#?}");
+            assert!(!printed.contains("s3cret"), "{printed}");
+            assert!(printed.contains("<redacted>"), "{printed}");
+            assert!(printed.contains("zk:2181"), "{printed}");
+        }
+        // Nor through the producer's builder, which holds the settings.
+        let builder = crate::ProducerBuilder::new("zk:2181").zk_digest_auth("producer:s3cret");
+        let printed = format!("{builder:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("producer:<redacted>"), "{printed}");
     }
 
     #[test]

@@ -334,15 +334,21 @@ impl ProducerBuilder {
     /// ```
     pub async fn build(self) -> Result<Producer> {
         let config = self.config;
-        if config.send_timeout.is_zero()
-            || config.heartbeat_interval.is_zero()
-            || config.max_in_flight == 0
-            || config.max_message_size == 0
-        {
+        // Each setting named as its setter is, so the message points at the call.
+        let positive = [
+            ("send_timeout", !config.send_timeout.is_zero()),
+            ("connect_timeout", !config.connect_timeout.is_zero()),
+            ("heartbeat_interval", !config.heartbeat_interval.is_zero()),
+            ("max_in_flight", config.max_in_flight > 0),
+            ("max_message_size", config.max_message_size > 0),
+            (
+                "transaction_request_timeout",
+                !config.transaction_request_timeout.is_zero(),
+            ),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, ok)| !ok) {
             return Err(Error::Config {
-                reason: "send timeout, heartbeat interval, max in flight and max message size \
-                         must be positive"
-                    .into(),
+                reason: format!("{name} must be positive (it is 0)"),
             });
         }
         if let Some(topic) = &config.default_topic {

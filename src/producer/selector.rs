@@ -184,7 +184,9 @@ pub trait PartitionSelector: Send + Sync + fmt::Debug + 'static {
 /// The default: each topic's counter walks the sorted partition list, so
 /// after `N × partitions` sends every partition has had exactly `N` (while
 /// all are usable). As in MetaQ the counter is incremented before use, so the
-/// first message goes to index `1 % len`. Unusable partitions are skipped.
+/// first message goes to index `1 % len`. While some partitions are not
+/// usable the counter walks the usable ones alone, so they share the load
+/// evenly (each within one of the others).
 ///
 /// # Examples
 ///
@@ -202,12 +204,26 @@ impl PartitionSelector for RoundRobin {
         if n == 0 {
             return None;
         }
-        let start =
-            (s.sequence.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % n as u64) as usize;
-        (0..n)
-            .map(|step| s.partitions[(start + step) % n])
-            .find(|p| s.is_usable(*p))
-            .or(Some(s.partitions[start]))
+        let usable = s.partitions.iter().filter(|p| s.is_usable(**p)).count();
+        if usable == 0 {
+            // Nothing usable: answer without using up a turn, so that the
+            // looser tier asked next sees the turns in order.
+            let turn = s.sequence.load(Ordering::Relaxed).wrapping_add(1);
+            return Some(s.partitions[(turn % n as u64) as usize]);
+        }
+        let turn = s.sequence.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if usable == n {
+            return Some(s.partitions[(turn % n as u64) as usize]);
+        }
+        // Some are down: count turns over the usable ones alone. Handing a
+        // down partition's turn to the next usable one instead would pile
+        // all of a dead broker's turns onto the partition that follows it.
+        let k = (turn % usable as u64) as usize;
+        s.partitions
+            .iter()
+            .copied()
+            .filter(|p| s.is_usable(*p))
+            .nth(k)
     }
 }
 
@@ -329,6 +345,67 @@ mod tests {
         assert!(RoundRobin
             .select(&Selection::new(&parts, &msg, &seq).with_usable(&none))
             .is_some());
+    }
+
+    /// Counts of `sends` round-robin choices over `parts` with `usable`.
+    fn spread(
+        parts: &[Partition],
+        usable: &(dyn Fn(Partition) -> bool + Sync),
+        sends: usize,
+    ) -> std::collections::BTreeMap<Partition, usize> {
+        let seq = AtomicU64::new(0);
+        let msg = Message::new("t", "x");
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..sends {
+            let s = Selection::new(parts, &msg, &seq).with_usable(usable);
+            *counts.entry(RoundRobin.select(&s).unwrap()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn round_robin_spreads_a_down_brokers_turns_evenly() {
+        // The case: broker 1 of two (3 partitions each) down.
+        let not_one = |p: Partition| p.broker_id != 1;
+        let counts = spread(&parts(), &not_one, 1000 * 3);
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert!(counts.values().all(|c| *c == 1000), "{counts:?}");
+        // Layouts where the down partitions are not a whole cycle's tail:
+        // within one of each other after every prefix of N × usable sends.
+        let five: Vec<Partition> = (0..5).map(|i| Partition::new(i, 0)).collect();
+        for down in 0..5u32 {
+            let up = move |p: Partition| p.broker_id != down;
+            for sends in [4, 8, 12, 40, 4000] {
+                let counts = spread(&five, &up, sends);
+                assert_eq!(counts.len(), 4, "down {down}: {counts:?}");
+                let (min, max) = (counts.values().min(), counts.values().max());
+                assert!(
+                    max.unwrap() - min.unwrap() <= 1,
+                    "down {down}, {sends} sends: {counts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn round_robin_with_nothing_usable_keeps_its_turn() {
+        // The producer asks again with a looser tier when nothing was usable;
+        // the failed ask must not use a turn, or every second turn is lost.
+        let parts = parts();
+        let seq = AtomicU64::new(0);
+        let msg = Message::new("t", "x");
+        let none = |_: Partition| false;
+        let all = |_: Partition| true;
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..600 {
+            let strict = Selection::new(&parts, &msg, &seq).with_usable(&none);
+            assert!(RoundRobin.select(&strict).is_some());
+            let loose = Selection::new(&parts, &msg, &seq).with_usable(&all);
+            *counts
+                .entry(RoundRobin.select(&loose).unwrap())
+                .or_insert(0) += 1;
+        }
+        assert!(counts.values().all(|c| *c == 100), "{counts:?}");
     }
 
     #[test]

@@ -52,6 +52,9 @@ impl ProducerInner {
         let Some(topic) = self.topic(message.topic()) else {
             return Err(NotQueued::Later);
         };
+        if self.waits_for_route(&topic, message) {
+            return Err(NotQueued::Later); // the slow path waits
+        }
         let (partition, connection) = self
             .choose(&topic, message, avoid)
             .map_err(NotQueued::Failed)?;
@@ -80,6 +83,10 @@ impl ProducerInner {
             .saturating_duration_since(Instant::now())
             .min(self.config.publish_timeout);
         let topic = self.ensure_topic(message.topic(), wait).await?;
+        if self.waits_for_route(&topic, message) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            topic.wait_non_empty(left / 2).await;
+        }
         let (partition, connection) = self.choose(&topic, message, avoid)?;
         if waits_for_connection(message, &connection) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -106,6 +113,22 @@ impl ProducerInner {
             answer,
             permit,
         })
+    }
+
+    /// Whether a send must wait for the topic's route to fill again before
+    /// choosing. A broker that restarts gracefully, or whose ZooKeeper
+    /// session was renewed, leaves ZooKeeper for a moment; when it was the
+    /// topic's only one the route is empty meanwhile. A keyless send then
+    /// waits (with half of what is left of its timeout), as it waits for a
+    /// reconnecting broker. A keyed send, or one to a topic that never had
+    /// a broker, fails promptly instead.
+    fn waits_for_route(&self, topic: &TopicState, message: &Message) -> bool {
+        message.key().is_none()
+            && topic.was_served()
+            && topic.route.load().partitions.is_empty()
+            && self
+                .default_topic_state()
+                .is_none_or(|default| default.route.load().partitions.is_empty())
     }
 
     /// Runs the selector over the topic's route (or the default topic's,
@@ -298,30 +321,38 @@ async fn wait(
     let failed = |delivery, error| Outcome::Failed { delivery, error };
     match tokio::time::timeout(share, answer).await {
         Ok(Ok(Ok(response))) if response.code.is_success() => {
-            connection.clear_suspicion();
             match response.put_result() {
-                Some((message_id, index, offset)) => Outcome::Done(SendResult {
-                    partition: Partition::new(partition.broker_id, index.max(0) as u32),
-                    offset,
-                    message_id,
-                    broker,
-                    attempts: number,
-                }),
-                None => failed(
-                    Delivery::MaybeSent,
-                    Error::ConnectionLost {
-                        topic: topic(),
-                        partition,
+                Some((message_id, index, offset)) => {
+                    connection.clear_suspicion();
+                    Outcome::Done(SendResult {
+                        partition: Partition::new(partition.broker_id, index.max(0) as u32),
+                        offset,
+                        message_id,
                         broker,
-                        cause: format!(
-                            "unreadable success answer {:?}",
-                            String::from_utf8_lossy(&response.body)
-                        ),
-                        attempts: Attempts::default(),
-                    },
-                ),
+                        attempts: number,
+                    })
+                }
+                // A broker that says 200 but whose answer cannot be read is
+                // as suspect as one that did not answer: avoid it a while.
+                None => {
+                    connection.suspect_for(inner.config.avoid_period);
+                    failed(
+                        Delivery::MaybeSent,
+                        Error::ConnectionLost {
+                            topic: topic(),
+                            partition,
+                            broker,
+                            cause: format!(
+                                "unreadable success answer {:?}",
+                                String::from_utf8_lossy(&response.body)
+                            ),
+                            attempts: Attempts::default(),
+                        },
+                    )
+                }
             }
         }
+        // A readable refusal: the broker is up and answering.
         Ok(Ok(Ok(response))) => {
             connection.clear_suspicion();
             failed(

@@ -3,7 +3,7 @@
 //! task that follows discovery and keeps the connections in step.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,10 @@ pub(crate) struct TopicState {
     pub(crate) sequence: AtomicU64,
     /// Counts applied routes; 0 until discovery's first listing is in.
     pub(crate) applied: watch::Sender<u64>,
+    /// Whether any applied route had a partition. A topic that was served
+    /// and whose route is empty now is most likely between a broker leaving
+    /// ZooKeeper and coming back (a restart, a session renewal).
+    served: AtomicBool,
 }
 
 impl TopicState {
@@ -47,7 +51,13 @@ impl TopicState {
             route: ArcSwap::from_pointee(Route::default()),
             sequence: AtomicU64::new(0),
             applied: watch::channel(0).0,
+            served: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a broker has ever served this topic since it was published.
+    pub(crate) fn was_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Waits until at least one route has been applied, at most `wait`.
@@ -153,6 +163,9 @@ async fn apply(
         if !ready {
             warn!(broker = %connection.uri(), "not connected yet; its partitions are avoided until it is");
         }
+    }
+    if !route.partitions.is_empty() {
+        state.served.store(true, Ordering::Relaxed);
     }
     state.route.store(Arc::new(Route {
         partitions: route.partitions.clone(),
