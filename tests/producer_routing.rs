@@ -75,6 +75,66 @@ async fn round_robin_spreads_exactly_over_two_brokers() {
     producer.close().await;
 }
 
+/// Round-robin with one of two brokers down (registered, refusing
+/// connections): its partitions' turns are spread evenly over the usable
+/// ones, not all handed to the partition after it. 300 sends: 100 ± 1 on
+/// each of broker 0's three partitions, in the answers and on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_evenly_while_a_broker_is_down() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 3)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 3)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    let all: Vec<Partition> = [parts(0, 3), parts(1, 3)].concat();
+    wait_partitions(&producer, TOPIC, &all).await;
+    b1.stop_listening();
+    b1.drop_connections();
+    // Until the producer has seen the connection go, a send may still try
+    // broker 1 (and be retried): wait until sends keep to broker 0.
+    eventually(
+        std::time::Duration::from_secs(10),
+        "ten sends in a row on broker 0",
+        || async {
+            for _ in 0..10 {
+                let sent = producer.send(Message::new(TOPIC, "warm-up")).await.ok()?;
+                if sent.partition.broker_id != 0 || sent.attempts != 1 {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let before = per_partition(&b0, TOPIC);
+
+    let mut counts: BTreeMap<Partition, usize> = BTreeMap::new();
+    for i in 0..300 {
+        let sent = producer
+            .send(Message::new(TOPIC, format!("down-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+        *counts.entry(sent.partition).or_default() += 1;
+    }
+    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), parts(0, 3));
+    let (min, max) = (
+        counts.values().min().unwrap(),
+        counts.values().max().unwrap(),
+    );
+    assert!(max - min <= 1, "uneven: {counts:?}");
+    let after = per_partition(&b0, TOPIC);
+    for index in 0..3 {
+        let stored = after[&index] - before.get(&index).copied().unwrap_or(0);
+        assert_eq!(
+            stored,
+            counts[&Partition::new(0, index)],
+            "partition 0-{index} on disk"
+        );
+    }
+    producer.close().await;
+}
+
 /// The random selector reaches every partition; nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_selector_spreads_over_all_partitions() {
