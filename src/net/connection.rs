@@ -111,7 +111,10 @@ impl Connection {
 
     /// Whether the socket is up and the broker has not just failed a request.
     pub(crate) fn is_usable(&self) -> bool {
-        self.is_ready() && millis_since_epoch() >= self.shared.suspect_until.load(Ordering::Relaxed)
+        // Asked for every partition of every send: read the clock only for
+        // a broker that is suspected at all.
+        let until = self.shared.suspect_until.load(Ordering::Relaxed);
+        self.is_ready() && (until == 0 || millis_since_epoch() >= until)
     }
 
     /// Avoid this broker for `period` (it timed out or dropped a request).

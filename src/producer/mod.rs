@@ -238,13 +238,20 @@ impl Producer {
             Err(_) => None,
         };
         let producer = self.clone();
-        async move {
-            let _in_flight = token;
-            early?;
-            let first = first.expect("queued when the message was valid");
-            send::drive(producer, message, first).await
-        }
-        .instrument(span)
+        // Outside tokio's cooperative budget: a caller awaiting thousands of
+        // sends in one task (a `FuturesUnordered`) would otherwise exhaust
+        // the budget, and every further answer's poll would be deferred and
+        // woken again, a storm of wake-ups that cost more than the sends. A
+        // send does not loop, so it cannot starve other tasks.
+        tokio::task::unconstrained(
+            async move {
+                let _in_flight = token;
+                early?;
+                let first = first.expect("queued when the message was valid");
+                send::drive(producer, message, first).await
+            }
+            .instrument(span),
+        )
     }
 
     /// The partitions a topic has right now (empty if unknown or unserved).
