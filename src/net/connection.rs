@@ -1,9 +1,10 @@
 //! The handle to one broker connection and the task that keeps it up.
 //!
-//! [`Connection`] is a cheap clone. Requests go to the task over a channel
-//! with their reply slot; the task writes them in the order received, so
-//! order is fixed when the request is made. While the socket is down,
-//! requests fail at once as not written, so the producer can go elsewhere.
+//! [`Connection`] is a cheap clone. A request is encoded into the
+//! connection's write buffer when it is made, so order is fixed then, and
+//! comes back as a [`PendingReply`] that owns its room, its in-flight entry
+//! and its deadline. While the socket is down, requests fail at once as not
+//! written, so the producer can go elsewhere.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,42 +14,17 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::backoff::Backoff;
+use super::inflight::Requests;
+use super::request::{NotQueued, PendingReply};
 use super::session::{run_session, SessionEnd};
+use super::settings::ConnectionSettings;
 use crate::discovery::BrokerUri;
-use crate::protocol::Response;
-
-/// Tunables of a connection; the producer builder documents the defaults.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectionSettings {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) heartbeat_timeout: Duration,
-    pub(crate) max_in_flight: usize,
-    pub(crate) max_response_body: usize,
-}
-
-/// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ConnError {
-    /// Nothing of the request was written.
-    NotWritten(String),
-    /// The request was written, then the connection died.
-    Lost(String),
-}
-
-/// A request handed to the connection task.
-pub(crate) struct Request {
-    pub(crate) opaque: i32,
-    pub(crate) frame: BytesMut,
-    pub(crate) reply: oneshot::Sender<Result<Response, ConnError>>,
-    /// Only write it on this socket generation (see [`Connection::epoch`]).
-    pub(crate) epoch: Option<u64>,
-}
+use crate::protocol::ProtocolError;
 
 struct Shared {
     uri: BrokerUri,
@@ -60,15 +36,24 @@ struct Shared {
     /// `None` until the first connection attempt ends, then whether the
     /// socket is up.
     state: watch::Sender<Option<bool>>,
-    permits: Arc<Semaphore>,
+    requests: Arc<Requests>,
     close: CancellationToken,
+}
+
+/// Closes the connection when the last handle is dropped.
+struct LastHandle(CancellationToken);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// A cheap handle to the connection with one broker.
 #[derive(Clone)]
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    requests: mpsc::UnboundedSender<Request>,
+    _last: Arc<LastHandle>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -84,7 +69,6 @@ impl Connection {
     /// Starts the task that connects to `uri` and keeps reconnecting until
     /// [`close`](Self::close) is called or every handle is dropped.
     pub(crate) fn open(uri: BrokerUri, settings: ConnectionSettings) -> Self {
-        let (requests, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             uri: uri.clone(),
@@ -92,12 +76,16 @@ impl Connection {
             suspect_until: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             state,
-            permits: Arc::new(Semaphore::new(settings.max_in_flight)),
+            requests: Arc::new(Requests::new(settings.max_in_flight)),
             close: CancellationToken::new(),
         });
         let span = info_span!("connection", broker = %uri);
-        tokio::spawn(supervise(Arc::clone(&shared), rx, settings).instrument(span));
-        Connection { shared, requests }
+        tokio::spawn(supervise(Arc::clone(&shared), settings).instrument(span));
+        let last = LastHandle(shared.close.clone());
+        Connection {
+            shared,
+            _last: Arc::new(last),
+        }
     }
 
     pub(crate) fn uri(&self) -> &BrokerUri {
@@ -163,55 +151,47 @@ impl Connection {
         }
     }
 
-    /// A slot for one more request in flight, without waiting. The caller
-    /// holds it until it has the answer or gives up (timeout, dropped
-    /// future), so a request whose answer never comes does not take room
-    /// for ever.
-    pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.shared.permits).try_acquire_owned().ok()
-    }
-
-    /// A slot for one more request in flight; waits while `max_in_flight`
-    /// callers are waiting for answers on this connection (backpressure).
-    pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.shared.permits).acquire_owned().await.ok()
-    }
-
-    /// Queues an encoded request; the answer (or failure) comes on the
-    /// returned channel. Requests are written in the order of these calls.
-    pub(crate) fn submit(
-        &self,
-        opaque: i32,
-        frame: BytesMut,
-    ) -> oneshot::Receiver<Result<Response, ConnError>> {
-        self.submit_on(None, opaque, frame)
-    }
-
-    /// Like [`submit`](Self::submit), but only written on socket generation
-    /// `epoch` when one is given.
-    pub(crate) fn submit_on(
+    /// Queues a request without waiting: `encode` writes its frame for the
+    /// opaque it is given, straight into the connection's write buffer.
+    /// Requests are written in the order of these calls. With `epoch`, it
+    /// is only written on that socket generation. `Full` while
+    /// `max_in_flight` requests await answers here (backpressure); a request
+    /// that cannot be written (socket down or replaced) resolves at once as
+    /// not written. The answer must come by `deadline`.
+    pub(crate) fn try_request(
         &self,
         epoch: Option<u64>,
-        opaque: i32,
-        frame: BytesMut,
-    ) -> oneshot::Receiver<Result<Response, ConnError>> {
-        let (reply, answer) = oneshot::channel();
-        if !self.is_ready() {
-            let _ = reply.send(Err(ConnError::NotWritten("not connected".into())));
-            return answer;
+        deadline: tokio::time::Instant,
+        encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
+    ) -> Result<PendingReply, NotQueued> {
+        self.shared.requests.try_request(epoch, deadline, encode)
+    }
+
+    /// Waits until a request would find room, at most until `until`. False
+    /// if none came in time (backpressure).
+    pub(crate) async fn wait_for_room(&self, until: tokio::time::Instant) -> bool {
+        self.shared.requests.wait_for_room(until).await
+    }
+
+    /// Queues a request once there is room (waiting at most until
+    /// `room_until`); its answer must then come within `answer_within`.
+    pub(crate) async fn request(
+        &self,
+        epoch: Option<u64>,
+        room_until: tokio::time::Instant,
+        answer_within: Duration,
+        encode: impl Fn(&mut BytesMut, i32) -> Result<(), ProtocolError>,
+    ) -> Result<PendingReply, NotQueued> {
+        loop {
+            if !self.wait_for_room(room_until).await {
+                return Err(NotQueued::Full);
+            }
+            let deadline = tokio::time::Instant::now() + answer_within;
+            match self.try_request(epoch, deadline, &encode) {
+                Err(NotQueued::Full) => continue, // another caller took the room
+                queued => return queued,
+            }
         }
-        let request = Request {
-            opaque,
-            frame,
-            reply,
-            epoch,
-        };
-        if let Err(mpsc::error::SendError(request)) = self.requests.send(request) {
-            let _ = request
-                .reply
-                .send(Err(ConnError::NotWritten("connection closed".into())));
-        }
-        answer
     }
 
     /// Stops the task; requests in flight fail.
@@ -231,11 +211,7 @@ fn set_ready(shared: &Shared, ready: bool) {
 }
 
 /// Connects, serves a session, and reconnects with jittered backoff.
-async fn supervise(
-    shared: Arc<Shared>,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-    settings: ConnectionSettings,
-) {
+async fn supervise(shared: Arc<Shared>, settings: ConnectionSettings) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let address = shared.uri.socket_addr_text();
     loop {
@@ -249,16 +225,12 @@ async fn supervise(
                 let _ = stream.set_nodelay(true);
                 let epoch = shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
                 info!(epoch, "connected");
+                shared.requests.open_session(epoch);
                 set_ready(&shared, true);
                 backoff.reset();
-                let end = run_session(
-                    stream,
-                    epoch,
-                    &mut requests,
-                    &settings,
-                    &shared.close,
-                    || set_ready(&shared, false),
-                )
+                let end = run_session(stream, &shared.requests, &settings, &shared.close, || {
+                    set_ready(&shared, false)
+                })
                 .await;
                 match end {
                     SessionEnd::Closed => break,
@@ -274,27 +246,11 @@ async fn supervise(
                 set_ready(&shared, false);
             }
         }
-        // Down: anything queued meanwhile fails at once (it was never written).
-        let delay = tokio::time::sleep(backoff.next_delay());
-        tokio::pin!(delay);
-        loop {
-            tokio::select! {
-                _ = shared.close.cancelled() => return drain(&mut requests, "connection closed"),
-                _ = &mut delay => break,
-                request = requests.recv() => match request {
-                    Some(r) => { let _ = r.reply.send(Err(ConnError::NotWritten("not connected".into()))); }
-                    None => return,
-                },
-            }
+        // Down: requests made meanwhile fail at once (they are never written).
+        tokio::select! {
+            _ = shared.close.cancelled() => break,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
-    drain(&mut requests, "connection closed");
     debug!("connection task finished");
-}
-
-fn drain(requests: &mut mpsc::UnboundedReceiver<Request>, why: &str) {
-    requests.close();
-    while let Ok(request) = requests.try_recv() {
-        let _ = request.reply.send(Err(ConnError::NotWritten(why.into())));
-    }
 }

@@ -1,13 +1,22 @@
 //! Connections to brokers: one task per socket, requests pipelined and
-//! matched by opaque, heartbeats, reconnects. Nothing here knows about topics
-//! or producers; it moves frames.
+//! matched by opaque, deadlines, heartbeats, reconnects. Nothing here knows
+//! about topics or producers; it moves frames.
+//!
+//! Data flows one way: [`Connection`] (the handle) starts a task that runs
+//! one `session` per socket; both share the connection's `inflight` table,
+//! and callers hold a [`PendingReply`] per request.
 
 mod backoff;
 mod connection;
+mod inflight;
 mod opaque;
 mod pool;
+mod request;
 mod session;
+mod settings;
 
-pub(crate) use connection::{ConnError, Connection, ConnectionSettings};
+pub(crate) use connection::Connection;
 pub(crate) use opaque::next_opaque;
 pub(crate) use pool::ConnectionPool;
+pub(crate) use request::{NotQueued, PendingReply, RequestError};
+pub(crate) use settings::ConnectionSettings;

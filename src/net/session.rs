@@ -1,4 +1,5 @@
-//! One socket's lifetime: write queued requests, read answers, heartbeat.
+//! One socket's lifetime: write queued requests, read answers, time requests
+//! out, heartbeat.
 //!
 //! Reading and writing happen in one `select!` loop with cancel-safe
 //! `write`, so a broker that is busy writing answers is always read from
@@ -9,25 +10,23 @@
 //! reported as lost after writing (maybe stored); the rest as not written (a
 //! partial frame can never be decoded by the broker).
 
-use std::collections::HashMap;
+use std::pin::pin;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::connection::{ConnError, ConnectionSettings, Request};
+use super::inflight::{Matched, Requests};
 use super::next_opaque;
+use super::settings::ConnectionSettings;
 use crate::protocol::{ClientCodec, CodecError, DecodeLimits, Request as Frame, DEFAULT_MAX_LINE};
 
-/// Stop taking requests while this much is waiting to be written.
-const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Non-200 heartbeat answers in a row before the connection is dropped.
 const HEARTBEAT_FAILURES: u32 = 3;
 
@@ -38,21 +37,18 @@ pub(crate) enum SessionEnd {
     Failed(String),
 }
 
-struct InFlight {
-    reply: tokio::sync::oneshot::Sender<Result<crate::protocol::Response, ConnError>>,
-    /// Stream position just past this request's frame.
-    end: u64,
-}
-
 struct Heartbeat {
     opaque: i32,
     deadline: Instant,
 }
 
+/// Serves `requests` on `stream` until it fails or `close` is cancelled.
+/// The caller has opened the table's session for `stream`; this closes it,
+/// after `mark_down`, so that a caller retrying at once sees the connection
+/// down.
 pub(crate) async fn run_session(
     stream: TcpStream,
-    epoch: u64,
-    requests: &mut mpsc::UnboundedReceiver<Request>,
+    requests: &Requests,
     settings: &ConnectionSettings,
     close: &CancellationToken,
     mark_down: impl FnOnce(),
@@ -63,9 +59,7 @@ pub(crate) async fn run_session(
         max_body: settings.max_response_body,
     };
     let mut answers = FramedRead::new(read_half, ClientCodec::new(limits));
-    let mut in_flight: HashMap<i32, InFlight> = HashMap::new();
     let mut out = BytesMut::with_capacity(64 * 1024);
-    let mut queued: u64 = 0; // bytes ever put in `out`
     let mut written: u64 = 0; // bytes ever written to the socket
 
     // Idleness is measured on what the broker sends: a broker that reads
@@ -74,12 +68,19 @@ pub(crate) async fn run_session(
     let mut last_read = Instant::now();
     let mut heartbeat: Option<Heartbeat> = None;
     let mut heartbeat_failures = 0;
+    // The earliest request deadline, as the table last told.
+    let mut request_deadline: Option<Instant> = None;
+    let mut timer = pin!(sleep_until(last_read + settings.heartbeat_interval));
 
     let end = loop {
         let check_at = match &heartbeat {
             Some(h) => h.deadline,
             None => last_read + settings.heartbeat_interval,
         };
+        let wake_at = request_deadline.map_or(check_at, |at| at.min(check_at));
+        if timer.deadline() != wake_at {
+            timer.as_mut().reset(wake_at);
+        }
         tokio::select! {
             biased;
             _ = close.cancelled() => break SessionEnd::Closed,
@@ -96,11 +97,13 @@ pub(crate) async fn run_session(
                                 break SessionEnd::Failed(format!("{HEARTBEAT_FAILURES} failed heartbeats"));
                             }
                         }
-                    } else if let Some(waiter) = in_flight.remove(&response.opaque) {
-                        // The caller may have given up (timeout, dropped future).
-                        let _ = waiter.reply.send(Ok(response));
                     } else {
-                        break SessionEnd::Failed(format!("answer for unknown opaque {}", response.opaque));
+                        let opaque = response.opaque;
+                        match requests.answer(response) {
+                            Matched::Delivered => {}
+                            Matched::Late => debug!(opaque, "late answer for a request given up"),
+                            Matched::Unknown => break SessionEnd::Failed(format!("answer for unknown opaque {opaque}")),
+                        }
                     }
                 }
                 Some(Err(CodecError::Io(e))) => break SessionEnd::Failed(format!("read failed: {e}")),
@@ -112,39 +115,39 @@ pub(crate) async fn run_session(
                 Ok(n) => {
                     out.advance(n);
                     written += n as u64;
+                    if out.is_empty() {
+                        // Whatever was queued meanwhile goes in the next write.
+                        requests.take_output(&mut out);
+                    }
                 }
                 Err(e) => break SessionEnd::Failed(format!("write failed: {e}")),
             },
-            request = requests.recv(), if out.len() < WRITE_HIGH_WATER => match request {
-                None => break SessionEnd::Closed,
-                Some(request) => {
-                    accept(request, epoch, &mut out, &mut queued, &mut in_flight);
-                    // Coalesce whatever else is already queued into one write.
-                    while out.len() < WRITE_HIGH_WATER {
-                        match requests.try_recv() {
-                            Ok(request) => accept(request, epoch, &mut out, &mut queued, &mut in_flight),
-                            Err(_) => break,
-                        }
-                    }
-                    if in_flight.len() > unanswered_cap(settings) {
-                        break SessionEnd::Failed(format!(
-                            "{} requests unanswered, most of them given up by their callers",
-                            in_flight.len()
-                        ));
-                    }
+            _ = requests.wake_session.notified() => {
+                if out.is_empty() {
+                    requests.take_output(&mut out);
                 }
-            },
-            _ = sleep_until(check_at) => {
+                request_deadline = requests.expire(Instant::now());
+            }
+            _ = &mut timer => {
+                let now = Instant::now();
+                request_deadline = requests.expire(now);
+                if now < check_at {
+                    continue;
+                }
                 if heartbeat.is_some() {
                     break SessionEnd::Failed(format!("no heartbeat answer within {:?}", settings.heartbeat_timeout));
                 }
                 let opaque = next_opaque();
                 // `version` never fails to encode.
-                let _ = Frame::Version { opaque }.encode(&mut out);
-                queued = written + out.len() as u64;
+                requests.queue_own(|out| {
+                    let _ = Frame::Version { opaque }.encode(out);
+                });
+                if out.is_empty() {
+                    requests.take_output(&mut out);
+                }
                 heartbeat = Some(Heartbeat {
                     opaque,
-                    deadline: Instant::now() + settings.heartbeat_timeout,
+                    deadline: now + settings.heartbeat_timeout,
                 });
                 debug!(opaque, "heartbeat");
             }
@@ -152,64 +155,19 @@ pub(crate) async fn run_session(
     };
 
     if let SessionEnd::Failed(reason) = &end {
-        warn!(%reason, in_flight = in_flight.len(), "connection failed");
+        warn!(%reason, "connection failed");
     }
     // Before any waiter hears of the failure: a caller that retries at once
     // must see this connection down, not pick it again.
     mark_down();
     let reason = match &end {
-        SessionEnd::Closed => "connection closed".to_owned(),
-        SessionEnd::Failed(reason) => reason.clone(),
+        SessionEnd::Closed => "connection closed",
+        SessionEnd::Failed(reason) => reason.as_str(),
     };
-    for (_, waiter) in in_flight.drain() {
-        let error = if waiter.end <= written {
-            ConnError::Lost(reason.clone())
-        } else {
-            ConnError::NotWritten(reason.clone())
-        };
-        let _ = waiter.reply.send(Err(error));
-    }
+    requests.close_session(written, reason);
     // A graceful close flushes what is left; a failed socket cannot.
     if matches!(end, SessionEnd::Closed) {
         let _ = tokio::time::timeout(Duration::from_secs(1), write_half.shutdown()).await;
     }
     end
-}
-
-/// How many unanswered requests a socket may carry. Callers waiting for an
-/// answer hold a permit each (at most `max_in_flight`); an entry whose caller
-/// gave up stays until its answer comes, because a late answer for an opaque
-/// we forgot would look like a garbled stream. Past this bound the broker is
-/// evidently dropping requests: the socket is replaced, which also frees the
-/// table, so it cannot grow without bound.
-fn unanswered_cap(settings: &ConnectionSettings) -> usize {
-    settings.max_in_flight.saturating_mul(2).max(64)
-}
-
-fn accept(
-    request: Request,
-    epoch: u64,
-    out: &mut BytesMut,
-    queued: &mut u64,
-    in_flight: &mut HashMap<i32, InFlight>,
-) {
-    if request.reply.is_closed() {
-        // The caller gave up before it was written: do not send it at all.
-        return;
-    }
-    if request.epoch.is_some_and(|wanted| wanted != epoch) {
-        let _ = request.reply.send(Err(ConnError::NotWritten(
-            "the connection was re-established since the transaction began".into(),
-        )));
-        return;
-    }
-    out.extend_from_slice(&request.frame);
-    *queued += request.frame.len() as u64;
-    in_flight.insert(
-        request.opaque,
-        InFlight {
-            reply: request.reply,
-            end: *queued,
-        },
-    );
 }

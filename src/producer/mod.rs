@@ -233,8 +233,14 @@ impl Producer {
             .inner
             .check_open()
             .and_then(|()| message.validate(self.inner.config.max_message_size));
+        let start = tokio::time::Instant::now();
         let first = match &early {
-            Ok(()) => Some(self.inner.try_queue(&message, &[])),
+            Ok(()) => {
+                // The first attempt's share of the send timeout.
+                let share =
+                    self.inner.config.send_timeout / send::max_attempts(&self.inner, &message);
+                Some(self.inner.try_queue(&message, &[], share))
+            }
             Err(_) => None,
         };
         let producer = self.clone();
@@ -248,7 +254,7 @@ impl Producer {
                 let _in_flight = token;
                 early?;
                 let first = first.expect("queued when the message was valid");
-                send::drive(producer, message, first).await
+                send::drive(producer, message, start, first).await
             }
             .instrument(span),
         )

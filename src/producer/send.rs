@@ -10,15 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::topics::TopicState;
 use super::{Producer, ProducerInner};
 use crate::discovery::Partition;
 use crate::error::{Attempt, Attempts, Delivery, Error, Result};
-use crate::net::{next_opaque, ConnError, Connection};
-use crate::protocol::{encode_put, PutHeader, Response, TxKey};
+use crate::net::{Connection, NotQueued as Full, PendingReply, RequestError};
+use crate::protocol::{encode_put, ProtocolError, PutHeader, TxKey};
 use crate::{Message, SendResult};
 
 use super::selector::Selection;
@@ -27,10 +26,11 @@ use super::selector::Selection;
 pub(crate) struct InFlight {
     partition: Partition,
     connection: Connection,
-    answer: oneshot::Receiver<std::result::Result<Response, ConnError>>,
-    /// Room on the connection, held until the answer came or this attempt
-    /// gave up (backpressure).
-    permit: OwnedSemaphorePermit,
+    /// Holds the attempt's room on the connection until the answer came or
+    /// the attempt gave up (backpressure), and ends at its deadline.
+    reply: PendingReply,
+    /// How long the attempt may wait for its answer.
+    timeout: Duration,
 }
 
 /// Why an attempt could not even be queued synchronously.
@@ -48,6 +48,7 @@ impl ProducerInner {
         &self,
         message: &Message,
         avoid: &[u32],
+        timeout: Duration,
     ) -> Result<InFlight, NotQueued> {
         let Some(topic) = self.topic(message.topic()) else {
             return Err(NotQueued::Later);
@@ -61,22 +62,34 @@ impl ProducerInner {
         if waits_for_connection(message, &connection) {
             return Err(NotQueued::Later); // the slow path waits
         }
-        let Some(permit) = connection.try_permit() else {
-            return Err(NotQueued::Later);
+        let deadline = Instant::now() + timeout;
+        let reply = match connection.try_request(None, deadline, |out, opaque| {
+            encode_put_into(out, opaque, message, partition, None)
+        }) {
+            Ok(reply) => reply,
+            Err(Full::Full) => return Err(NotQueued::Later),
+            Err(Full::Invalid(e)) => {
+                return Err(NotQueued::Failed(Error::invalid(message.topic(), e)))
+            }
         };
-        let (opaque, frame) = encode(message, partition, None).map_err(NotQueued::Failed)?;
-        let answer = connection.submit(opaque, frame);
         Ok(InFlight {
             partition,
             connection,
-            answer,
-            permit,
+            reply,
+            timeout,
         })
     }
 
     /// The slow path: publish the topic if needed, wait for room, queue.
-    /// Every wait ends at the send's deadline.
-    async fn queue(&self, message: &Message, avoid: &[u32], deadline: Instant) -> Result<InFlight> {
+    /// Every wait ends at the send's deadline; the attempt then gets its
+    /// share of what is left, one of `attempts_left`.
+    async fn queue(
+        &self,
+        message: &Message,
+        avoid: &[u32],
+        deadline: Instant,
+        attempts_left: u32,
+    ) -> Result<InFlight> {
         // A topic's first listing may take long (ZooKeeper down): the send
         // timeout still bounds the send.
         let wait = deadline
@@ -92,9 +105,10 @@ impl ProducerInner {
             let left = deadline.saturating_duration_since(Instant::now());
             connection.wait_ready(left / 2).await;
         }
-        let permit = match tokio::time::timeout_at(deadline, connection.permit()).await {
-            Ok(Some(permit)) => permit,
-            _ => {
+        let encode =
+            |out: &mut BytesMut, opaque| encode_put_into(out, opaque, message, partition, None);
+        loop {
+            if !connection.wait_for_room(deadline).await {
                 return Err(Error::NotSent {
                     topic: message.topic().to_owned(),
                     partition,
@@ -102,17 +116,23 @@ impl ProducerInner {
                     cause: "no room on the connection before the send timeout (backpressure)"
                         .into(),
                     attempts: Attempts::default(),
-                })
+                });
             }
-        };
-        let (opaque, frame) = encode(message, partition, None)?;
-        let answer = connection.submit(opaque, frame);
-        Ok(InFlight {
-            partition,
-            connection,
-            answer,
-            permit,
-        })
+            let now = Instant::now();
+            let timeout = deadline.saturating_duration_since(now) / attempts_left.max(1);
+            match connection.try_request(None, now + timeout, encode) {
+                Ok(reply) => {
+                    return Ok(InFlight {
+                        partition,
+                        connection,
+                        reply,
+                        timeout,
+                    })
+                }
+                Err(Full::Full) => continue, // another send took the room
+                Err(Full::Invalid(e)) => return Err(Error::invalid(message.topic(), e)),
+            }
+        }
     }
 
     /// Whether a send must wait for the topic's route to fill again before
@@ -204,24 +224,21 @@ fn waits_for_connection(message: &Message, connection: &Connection) -> bool {
     message.key().is_none() && !connection.is_ready()
 }
 
-/// Encodes a put (inside a transaction when `tx_key` is given) with a new opaque.
-pub(crate) fn encode(
+/// Encodes a put (inside a transaction when `tx_key` is given) into `out`.
+pub(crate) fn encode_put_into(
+    out: &mut BytesMut,
+    opaque: i32,
     message: &Message,
     partition: Partition,
     tx_key: Option<&TxKey>,
-) -> Result<(i32, BytesMut)> {
-    let opaque = next_opaque();
-    // `encode_put` reserves the exact room: one allocation.
-    let mut frame = BytesMut::new();
+) -> std::result::Result<(), ProtocolError> {
     let header = PutHeader {
         topic: message.topic(),
         partition: partition.index as i32,
         tx_key,
         opaque,
     };
-    encode_put(&mut frame, &header, message.attribute(), message.payload())
-        .map_err(|e| Error::invalid(message.topic(), e))?;
-    Ok((opaque, frame))
+    encode_put(out, &header, message.attribute(), message.payload())
 }
 
 /// What became of one attempt.
@@ -235,16 +252,12 @@ enum Outcome {
 pub(crate) async fn drive(
     producer: Producer,
     message: Message,
+    start: Instant,
     first: std::result::Result<InFlight, NotQueued>,
 ) -> Result<SendResult> {
     let inner = &producer.inner;
-    let start = Instant::now();
     let deadline = start + inner.config.send_timeout;
-    let max_attempts = if message.key().is_some() {
-        1 // a keyed message never moves to another partition
-    } else {
-        1 + inner.config.retries
-    };
+    let max_attempts = max_attempts(inner, &message);
     let mut attempts = Attempts::default();
     let mut tried: Vec<u32> = Vec::new();
     let mut next = Some(first);
@@ -252,7 +265,10 @@ pub(crate) async fn drive(
         let queued = match next.take() {
             Some(Ok(in_flight)) => Ok(in_flight),
             Some(Err(NotQueued::Failed(e))) => Err(e),
-            Some(Err(NotQueued::Later)) | None => inner.queue(&message, &tried, deadline).await,
+            Some(Err(NotQueued::Later)) | None => {
+                let attempts_left = max_attempts - number + 1;
+                inner.queue(&message, &tried, deadline, attempts_left).await
+            }
         };
         let in_flight = match queued {
             Ok(in_flight) => in_flight,
@@ -276,11 +292,8 @@ pub(crate) async fn drive(
                 return Err(with_attempts(e, attempts));
             }
         };
-        // Each attempt gets its share of what is left.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let share = left / (max_attempts - number + 1);
         let (broker, partition) = (in_flight.connection.uri().clone(), in_flight.partition);
-        match wait(inner, &message, in_flight, share, number).await {
+        match wait(inner, &message, in_flight, number).await {
             Outcome::Done(result) => return Ok(result),
             Outcome::Failed { delivery, error } => {
                 let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
@@ -302,25 +315,34 @@ pub(crate) async fn drive(
     unreachable!("the loop returns on its last attempt")
 }
 
+/// How many attempts a send may make: a keyed message never moves to
+/// another partition, so it gets one.
+pub(crate) fn max_attempts(inner: &ProducerInner, message: &Message) -> u32 {
+    if message.key().is_some() {
+        1
+    } else {
+        1 + inner.config.retries
+    }
+}
+
 async fn wait(
     inner: &Arc<ProducerInner>,
     message: &Message,
     in_flight: InFlight,
-    share: Duration,
     number: u32,
 ) -> Outcome {
     let InFlight {
         partition,
         connection,
-        answer,
-        permit: _permit,
+        reply,
+        timeout,
     } = in_flight;
     // Only failures need the topic owned: a success allocates nothing here.
     let topic = || message.topic().to_owned();
     let broker = connection.uri().clone(); // shared host: no allocation
     let failed = |delivery, error| Outcome::Failed { delivery, error };
-    match tokio::time::timeout(share, answer).await {
-        Ok(Ok(Ok(response))) if response.code.is_success() => {
+    match reply.await {
+        Ok(response) if response.code.is_success() => {
             match response.put_result() {
                 Some((message_id, index, offset)) => {
                     connection.clear_suspicion();
@@ -353,7 +375,7 @@ async fn wait(
             }
         }
         // A readable refusal: the broker is up and answering.
-        Ok(Ok(Ok(response))) => {
+        Ok(response) => {
             connection.clear_suspicion();
             failed(
                 Delivery::Rejected,
@@ -367,7 +389,7 @@ async fn wait(
                 },
             )
         }
-        Ok(Ok(Err(ConnError::NotWritten(cause)))) => {
+        Err(RequestError::NotWritten(cause)) => {
             connection.suspect_for(inner.config.avoid_period);
             failed(
                 Delivery::NotSent,
@@ -380,7 +402,7 @@ async fn wait(
                 },
             )
         }
-        Ok(Ok(Err(ConnError::Lost(cause)))) => {
+        Err(RequestError::Lost(cause)) => {
             connection.suspect_for(inner.config.avoid_period);
             failed(
                 Delivery::MaybeSent,
@@ -393,17 +415,7 @@ async fn wait(
                 },
             )
         }
-        Ok(Err(_)) => failed(
-            Delivery::MaybeSent,
-            Error::ConnectionLost {
-                topic: topic(),
-                partition,
-                broker,
-                cause: "the connection task ended without answering".into(),
-                attempts: Attempts::default(),
-            },
-        ),
-        Err(_) => {
+        Err(RequestError::TimedOut) => {
             connection.suspect_for(inner.config.avoid_period);
             failed(
                 Delivery::MaybeSent,
@@ -411,7 +423,7 @@ async fn wait(
                     topic: topic(),
                     partition,
                     broker,
-                    timeout: share,
+                    timeout,
                     attempts: Attempts::default(),
                 },
             )

@@ -20,14 +20,16 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tracing::{info, warn};
 
-use super::send::encode;
+use super::send::encode_put_into;
 use super::topics::TopicState;
 use super::{Producer, ProducerInner};
 use crate::discovery::{BrokerUri, Partition};
 use crate::error::{Error, Result};
-use crate::net::{next_opaque, ConnError, Connection};
+use crate::net::{Connection, NotQueued, RequestError as Unanswered};
 use crate::producer::selector::Selection;
-use crate::protocol::{LocalTxId, Response, TransactionKind, TransactionRequest, TxKey};
+use crate::protocol::{
+    LocalTxId, ProtocolError, Response, TransactionKind, TransactionRequest, TxKey,
+};
 use crate::{Message, SendResult};
 
 /// The broker and socket a transaction is bound to.
@@ -242,12 +244,15 @@ impl Transaction {
                 (partition, connection, epoch)
             }
         };
-        let (opaque, frame) = encode(&message, partition, Some(&self.key))?;
+        let key = &self.key;
+        let frame = |out: &mut BytesMut, opaque| {
+            encode_put_into(out, opaque, &message, partition, Some(key))
+        };
         // If this future is dropped before the answer, the put may be held
         // by the broker although the caller never saw it succeed: until the
         // answer is in, the transaction counts as broken.
         self.broken = Some(CANCELLED_PUT.into());
-        let answer = request(&connection, epoch, opaque, frame, inner.config.send_timeout).await;
+        let answer = request(&connection, epoch, frame, inner.config.send_timeout).await;
         self.broken = None;
         match answer {
             Ok(response) if response.code.is_success() => match response.put_result() {
@@ -279,7 +284,7 @@ impl Transaction {
             return Err(self.failed(format!("{} is not connected", connection.uri())));
         }
         let epoch = connection.epoch();
-        let (opaque, frame) = self.command(TransactionKind::Begin, self.timeout_secs)?;
+        let command = self.command(TransactionKind::Begin, self.timeout_secs);
         let wait = self.inner.config.transaction_request_timeout;
         // Even without an answer the broker may hold the transaction: stay
         // on it so that a rollback reaches it. Pinned (and broken, in case
@@ -291,7 +296,7 @@ impl Transaction {
             runtime: tokio::runtime::Handle::try_current().ok(),
         });
         self.broken = Some(CANCELLED_BEGIN.into());
-        let answer = request(connection, epoch, opaque, frame, wait).await;
+        let answer = request(connection, epoch, command.frame(), wait).await;
         self.broken = None;
         if matches!(answer, Err(RequestError::NotWritten(_))) {
             // Never reached the broker: free to choose again.
@@ -355,20 +360,16 @@ impl Transaction {
             })
     }
 
-    fn command(&self, kind: TransactionKind, timeout_secs: Option<i32>) -> Result<(i32, BytesMut)> {
-        let opaque = next_opaque();
-        let mut frame = BytesMut::with_capacity(128);
-        TransactionRequest {
+    /// A transaction command; the connection gives it its opaque.
+    fn command(&self, kind: TransactionKind, timeout_secs: Option<i32>) -> Command {
+        Command(TransactionRequest {
             key: self.key.clone(),
             session_id: self.inner.session_id.clone(),
             kind,
             timeout_secs,
             unique_qualifier: None,
-            opaque,
-        }
-        .encode(&mut frame)
-        .map_err(|e| self.failed(e.to_string()))?;
-        Ok((opaque, frame))
+            opaque: 0,
+        })
     }
 
     /// Commits: every message sent becomes visible at once. With no message
@@ -403,9 +404,9 @@ impl Transaction {
             self.pinned = Some(pinned);
             return Err(self.failed(format!("not committed ({reason}); rolled back")));
         }
-        let (opaque, frame) = self.command(TransactionKind::CommitOnePhase, None)?;
+        let command = self.command(TransactionKind::CommitOnePhase, None);
         let wait = self.inner.config.transaction_request_timeout;
-        let answer = request(&pinned.connection, pinned.epoch, opaque, frame, wait).await;
+        let answer = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
         self.pinned = Some(pinned);
         match answer {
             Ok(response) if response.code.is_success() => {
@@ -448,9 +449,9 @@ impl Transaction {
         let Some(pinned) = self.pinned.take() else {
             return Ok(());
         };
-        let (opaque, frame) = self.command(TransactionKind::Rollback, None)?;
+        let command = self.command(TransactionKind::Rollback, None);
         let wait = self.inner.config.transaction_request_timeout;
-        let answer = request(&pinned.connection, pinned.epoch, opaque, frame, wait).await;
+        let answer = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
         self.pinned = Some(pinned);
         match answer {
             Ok(response) if response.code.is_success() => Ok(()),
@@ -467,10 +468,9 @@ impl Transaction {
     }
 
     async fn send_rollback(&self, pinned: &Pinned) {
-        if let Ok((opaque, frame)) = self.command(TransactionKind::Rollback, None) {
-            let wait = self.inner.config.transaction_request_timeout;
-            let _ = request(&pinned.connection, pinned.epoch, opaque, frame, wait).await;
-        }
+        let command = self.command(TransactionKind::Rollback, None);
+        let wait = self.inner.config.transaction_request_timeout;
+        let _ = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
     }
 }
 
@@ -483,9 +483,7 @@ impl Drop for Transaction {
             return;
         };
         warn!(key = %self.key_text, "transaction dropped without commit; rolling back");
-        let Ok((opaque, frame)) = self.command(TransactionKind::Rollback, None) else {
-            return;
-        };
+        let command = self.command(TransactionKind::Rollback, None);
         let wait = self.inner.config.transaction_request_timeout;
         // Dropped on a thread outside the runtime: use the one it began on.
         let runtime = tokio::runtime::Handle::try_current()
@@ -493,7 +491,7 @@ impl Drop for Transaction {
             .or_else(|| pinned.runtime.clone());
         if let Some(runtime) = runtime {
             runtime.spawn(async move {
-                let _ = request(&pinned.connection, pinned.epoch, opaque, frame, wait).await;
+                let _ = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
             });
         }
     }
@@ -517,26 +515,44 @@ impl std::fmt::Display for RequestError {
     }
 }
 
+/// A transaction command waiting for its opaque.
+struct Command(TransactionRequest);
+
+impl Command {
+    fn frame(&self) -> impl Fn(&mut BytesMut, i32) -> std::result::Result<(), ProtocolError> + '_ {
+        |out, opaque| {
+            TransactionRequest {
+                opaque,
+                ..self.0.clone()
+            }
+            .encode(out)
+        }
+    }
+}
+
 /// Writes one frame on socket generation `epoch` and waits for its answer.
 async fn request(
     connection: &Connection,
     epoch: u64,
-    opaque: i32,
-    frame: BytesMut,
+    frame: impl Fn(&mut BytesMut, i32) -> std::result::Result<(), ProtocolError>,
     wait: Duration,
 ) -> std::result::Result<Response, RequestError> {
-    // Held until the answer came or the wait ended (backpressure).
-    let _permit = tokio::time::timeout(wait, connection.permit())
+    let room_until = tokio::time::Instant::now() + wait;
+    let reply = match connection
+        .request(Some(epoch), room_until, wait, frame)
         .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| RequestError::NotWritten("no room on the connection".into()))?;
-    let answer = connection.submit_on(Some(epoch), opaque, frame);
-    match tokio::time::timeout(wait, answer).await {
-        Ok(Ok(Ok(response))) => Ok(response),
-        Ok(Ok(Err(ConnError::NotWritten(cause)))) => Err(RequestError::NotWritten(cause)),
-        Ok(Ok(Err(ConnError::Lost(cause)))) => Err(RequestError::Lost(cause)),
-        Ok(Err(_)) => Err(RequestError::Lost("the connection task ended".into())),
-        Err(_) => Err(RequestError::Timeout(wait)),
-    }
+    {
+        Ok(reply) => reply,
+        Err(NotQueued::Full) => {
+            return Err(RequestError::NotWritten("no room on the connection".into()))
+        }
+        Err(NotQueued::Invalid(e)) => {
+            return Err(RequestError::NotWritten(format!("cannot be encoded: {e}")))
+        }
+    };
+    reply.await.map_err(|e| match e {
+        Unanswered::NotWritten(cause) => RequestError::NotWritten(cause),
+        Unanswered::Lost(cause) => RequestError::Lost(cause),
+        Unanswered::TimedOut => RequestError::Timeout(wait),
+    })
 }

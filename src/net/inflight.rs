@@ -1,0 +1,651 @@
+//! The table of one connection's requests, shared by the callers that queue
+//! them and the session task that writes them and matches the answers.
+//!
+//! Callers encode their frame straight into the table's write buffer (one
+//! copy of the payload, no allocation per request) and add an entry under
+//! its opaque; the session takes the whole buffer when it can write, resolves
+//! entries as answers come, and times them out at their deadlines, so a
+//! request costs no channel, no oneshot and no timer of its own.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::next_opaque;
+use super::request::{NotQueued, PendingReply, RequestError};
+use crate::protocol::{ProtocolError, Response};
+
+/// Opaques come from one counter, so they hash well with one multiply
+/// (SipHash was a measurable part of every send).
+#[derive(Default)]
+pub(super) struct OpaqueHasher(u64);
+
+impl Hasher for OpaqueHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = (n as u32 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type OpaqueMap<V> = HashMap<i32, V, BuildHasherDefault<OpaqueHasher>>;
+
+/// A connection's requests; see the module documentation.
+pub(crate) struct Requests {
+    table: Mutex<Table>,
+    /// Tells the session there is something to write (or an earlier deadline).
+    pub(super) wake_session: Notify,
+    /// Tells callers waiting for room that some was given back.
+    room: Notify,
+    max_in_flight: usize,
+}
+
+struct Table {
+    /// The socket generation requests are written on; `None` while down.
+    session: Option<u64>,
+    /// Encoded requests the session has not taken yet.
+    out: BytesMut,
+    /// Bytes ever queued on this socket: stream positions of frame ends.
+    queued: u64,
+    entries: OpaqueMap<Entry>,
+    /// Entries still waiting for an answer: the room they take.
+    waiting: usize,
+    /// Callers waiting for room.
+    room_waiters: usize,
+    deadlines: Deadlines,
+    /// The instant the session's timer is set for, if any.
+    timer_at: Option<Instant>,
+    abandoned: Abandoned,
+}
+
+struct Entry {
+    /// Stream position just past this request's frame.
+    end: u64,
+    state: State,
+}
+
+enum State {
+    Waiting(Option<Waker>),
+    Done(Result<Response, RequestError>),
+}
+
+/// What the session does with an answer.
+pub(super) enum Matched {
+    /// A waiting request got it.
+    Delivered,
+    /// Its caller gave up (timed out or dropped): the broker was just late.
+    Late,
+    /// No request of this connection had this opaque: the stream is garbled.
+    Unknown,
+}
+
+impl Requests {
+    pub(super) fn new(max_in_flight: usize) -> Self {
+        Requests {
+            table: Mutex::new(Table {
+                session: None,
+                out: BytesMut::with_capacity(64 * 1024),
+                queued: 0,
+                entries: OpaqueMap::default(),
+                waiting: 0,
+                room_waiters: 0,
+                deadlines: Deadlines::default(),
+                timer_at: None,
+                abandoned: Abandoned::new(max_in_flight.saturating_mul(4).max(1024)),
+            }),
+            wake_session: Notify::new(),
+            room: Notify::new(),
+            max_in_flight,
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a request unless the connection is full: `encode` writes the
+    /// frame for the opaque it is given. Written on socket generation
+    /// `epoch` only, when one is given; a request that cannot be written
+    /// (socket down or replaced) resolves at once as not written.
+    pub(super) fn try_request(
+        self: &std::sync::Arc<Self>,
+        epoch: Option<u64>,
+        deadline: Instant,
+        encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
+    ) -> Result<PendingReply, NotQueued> {
+        let table = self.table();
+        self.queue_in(table, epoch, deadline, encode)
+    }
+
+    fn queue_in(
+        self: &std::sync::Arc<Self>,
+        mut table: MutexGuard<'_, Table>,
+        epoch: Option<u64>,
+        deadline: Instant,
+        encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
+    ) -> Result<PendingReply, NotQueued> {
+        let refusal = match table.session {
+            None => Some("not connected"),
+            Some(current) if epoch.is_some_and(|wanted| wanted != current) => {
+                Some("the connection was re-established since the transaction began")
+            }
+            Some(_) => None,
+        };
+        if let Some(cause) = refusal {
+            return Ok(PendingReply::failed(RequestError::NotWritten(cause.into())));
+        }
+        if table.waiting >= self.max_in_flight {
+            return Err(NotQueued::Full);
+        }
+        let opaque = next_opaque();
+        let was_empty = table.out.is_empty();
+        let before = table.out.len();
+        if let Err(e) = encode(&mut table.out, opaque) {
+            table.out.truncate(before);
+            return Err(NotQueued::Invalid(e));
+        }
+        table.queued += (table.out.len() - before) as u64;
+        let end = table.queued;
+        table.entries.insert(
+            opaque,
+            Entry {
+                end,
+                state: State::Waiting(None),
+            },
+        );
+        table.waiting += 1;
+        let earlier = table.timer_at.is_none_or(|at| deadline < at);
+        table.deadlines.push(deadline, opaque);
+        drop(table);
+        if was_empty || earlier {
+            self.wake_session.notify_one();
+        }
+        Ok(PendingReply::queued(std::sync::Arc::clone(self), opaque))
+    }
+
+    /// Waits until there is room for a request (or the socket is down,
+    /// when a request fails at once), at most until `until`. False if no
+    /// room came in time (backpressure).
+    pub(super) async fn wait_for_room(&self, until: Instant) -> bool {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut table = self.table();
+                if table.session.is_none() || table.waiting < self.max_in_flight {
+                    return true;
+                }
+                table.room_waiters += 1;
+            }
+            let waited = tokio::time::timeout_at(until, room).await;
+            self.table().room_waiters -= 1;
+            if waited.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Requests waiting for an answer.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.table().waiting
+    }
+
+    pub(super) fn poll_answer(
+        &self,
+        opaque: i32,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response, RequestError>> {
+        let mut table = self.table();
+        let Some(entry) = table.entries.get_mut(&opaque) else {
+            return Poll::Ready(Err(RequestError::Lost("the request was forgotten".into())));
+        };
+        match &mut entry.state {
+            State::Waiting(waker) => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            State::Done(_) => match table.entries.remove(&opaque) {
+                Some(Entry {
+                    state: State::Done(outcome),
+                    ..
+                }) => Poll::Ready(outcome),
+                _ => unreachable!("the entry was done a moment ago"),
+            },
+        }
+    }
+
+    /// The caller gave up: free its room and entry at once. An answer that
+    /// still comes is recognised as late, not as garbage.
+    pub(super) fn abandon(&self, opaque: i32) {
+        let mut table = self.table();
+        if let Some(entry) = table.entries.remove(&opaque) {
+            if matches!(entry.state, State::Waiting(_)) {
+                table.abandoned.insert(opaque);
+                self.give_room(&mut table);
+            }
+        }
+    }
+
+    fn give_room(&self, table: &mut Table) {
+        table.waiting -= 1;
+        if table.room_waiters > 0 {
+            self.room.notify_one();
+        }
+    }
+
+    /// Resolves one waiting entry; returns its waker to wake outside the lock.
+    fn resolve(
+        &self,
+        table: &mut Table,
+        opaque: i32,
+        outcome: Result<Response, RequestError>,
+    ) -> Option<Waker> {
+        let entry = table.entries.get_mut(&opaque)?;
+        let State::Waiting(waker) = &mut entry.state else {
+            return None;
+        };
+        let waker = waker.take();
+        entry.state = State::Done(outcome);
+        self.give_room(table);
+        waker
+    }
+
+    /// An answer came for `opaque`.
+    pub(super) fn answer(&self, response: Response) -> Matched {
+        let opaque = response.opaque;
+        let mut table = self.table();
+        let waiting = table
+            .entries
+            .get(&opaque)
+            .map(|e| matches!(e.state, State::Waiting(_)));
+        match waiting {
+            Some(true) => {
+                let waker = self.resolve(&mut table, opaque, Ok(response));
+                drop(table);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                Matched::Delivered
+            }
+            Some(false) => Matched::Late, // timed out, not yet collected
+            None if table.abandoned.remove(opaque) => Matched::Late,
+            None => Matched::Unknown,
+        }
+    }
+
+    /// A socket is up: requests may be queued for generation `epoch`.
+    pub(super) fn open_session(&self, epoch: u64) {
+        let mut table = self.table();
+        table.session = Some(epoch);
+        table.queued = 0;
+        table.out.clear();
+        table.abandoned.clear();
+        table.deadlines.clear();
+        table.timer_at = None;
+    }
+
+    /// The socket is gone: refuse new requests and resolve every waiting one,
+    /// as lost if its whole frame reached the kernel (`written` bytes), else
+    /// as not written.
+    pub(super) fn close_session(&self, written: u64, cause: &str) {
+        let mut wakers = Vec::new();
+        {
+            let mut table = self.table();
+            table.session = None;
+            table.out.clear();
+            let waiting: Vec<(i32, u64)> = table
+                .entries
+                .iter()
+                .filter(|(_, e)| matches!(e.state, State::Waiting(_)))
+                .map(|(opaque, e)| (*opaque, e.end))
+                .collect();
+            for (opaque, end) in waiting {
+                let error = if end <= written {
+                    RequestError::Lost(cause.to_owned())
+                } else {
+                    RequestError::NotWritten(cause.to_owned())
+                };
+                wakers.extend(self.resolve(&mut table, opaque, Err(error)));
+            }
+            table.deadlines.clear();
+            table.timer_at = None;
+            if table.room_waiters > 0 {
+                // They queue (and fail as not written) rather than wait.
+                self.room.notify_waiters();
+            }
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Moves what callers queued into `dst` (the session's write buffer),
+    /// without copying when `dst` is empty.
+    pub(super) fn take_output(&self, dst: &mut BytesMut) {
+        let mut table = self.table();
+        if dst.is_empty() {
+            std::mem::swap(dst, &mut table.out);
+        } else {
+            dst.extend_from_slice(&table.out);
+            table.out.clear();
+        }
+    }
+
+    /// Queues a frame of the session's own (a heartbeat), keeping stream
+    /// positions right.
+    pub(super) fn queue_own(&self, encode: impl FnOnce(&mut BytesMut)) {
+        let mut table = self.table();
+        let before = table.out.len();
+        encode(&mut table.out);
+        table.queued += (table.out.len() - before) as u64;
+    }
+
+    /// Times out every request whose deadline passed; returns the next
+    /// deadline, which the session's timer is then set for.
+    pub(super) fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut wakers = Vec::new();
+        let next = {
+            let mut table = self.table();
+            while let Some(opaque) = table.deadlines.pop_due(now) {
+                let waiting = table
+                    .entries
+                    .get(&opaque)
+                    .is_some_and(|e| matches!(e.state, State::Waiting(_)));
+                if waiting {
+                    table.abandoned.insert(opaque);
+                    wakers.extend(self.resolve(&mut table, opaque, Err(RequestError::TimedOut)));
+                }
+            }
+            let next = table.deadlines.next();
+            table.timer_at = next;
+            next
+        };
+        wakers.into_iter().for_each(Waker::wake);
+        next
+    }
+}
+
+/// Deadlines in order. Most requests of a connection share one timeout, so
+/// their deadlines arrive in order and go on a queue (O(1)); the rest
+/// (shorter retries, transaction commands) go on a heap.
+#[derive(Default)]
+struct Deadlines {
+    in_order: VecDeque<(Instant, i32)>,
+    out_of_order: BinaryHeap<Reverse<(Instant, i32)>>,
+}
+
+impl Deadlines {
+    fn push(&mut self, at: Instant, opaque: i32) {
+        if self.in_order.back().is_none_or(|(last, _)| *last <= at) {
+            self.in_order.push_back((at, opaque));
+        } else {
+            self.out_of_order.push(Reverse((at, opaque)));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        let a = self.in_order.front().map(|(at, _)| *at);
+        let b = self.out_of_order.peek().map(|Reverse((at, _))| *at);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<i32> {
+        if self.in_order.front().is_some_and(|(at, _)| *at <= now) {
+            return self.in_order.pop_front().map(|(_, opaque)| opaque);
+        }
+        if self
+            .out_of_order
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            return self.out_of_order.pop().map(|Reverse((_, opaque))| opaque);
+        }
+        None
+    }
+
+    fn clear(&mut self) {
+        self.in_order.clear();
+        self.out_of_order.clear();
+    }
+}
+
+/// Opaques whose callers gave up, so that their late answers are told from
+/// garbage. Bounded: a broker that leaves more than this many requests
+/// unanswered gets its late answers treated as garbage, and its socket is
+/// replaced, which is the right thing for a broker that drops requests.
+struct Abandoned {
+    order: VecDeque<i32>,
+    set: HashSet<i32, BuildHasherDefault<OpaqueHasher>>,
+    cap: usize,
+}
+
+impl Abandoned {
+    fn new(cap: usize) -> Self {
+        Abandoned {
+            order: VecDeque::new(),
+            set: HashSet::default(),
+            cap,
+        }
+    }
+
+    fn insert(&mut self, opaque: i32) {
+        if self.order.len() >= self.cap {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+        if self.set.insert(opaque) {
+            self.order.push_back(opaque);
+        }
+    }
+
+    /// Whether `opaque` was abandoned; forgets it (one answer per request).
+    /// Its place in `order` is left to age out.
+    fn remove(&mut self, opaque: i32) -> bool {
+        self.set.remove(&opaque)
+    }
+
+    fn clear(&mut self) {
+        self.order.clear();
+        self.set.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use bytes::BufMut;
+
+    use super::*;
+    use crate::protocol::StatusCode;
+
+    fn frame(out: &mut BytesMut, opaque: i32) -> Result<(), ProtocolError> {
+        out.put_slice(format!("version {opaque}\r\n").as_bytes());
+        Ok(())
+    }
+
+    fn open(max: usize) -> Arc<Requests> {
+        let requests = Arc::new(Requests::new(max));
+        requests.open_session(1);
+        requests
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    fn answer_to(opaque: i32) -> Response {
+        Response::text(StatusCode(200), opaque, "ok")
+    }
+
+    fn poll(reply: &mut PendingReply) -> Poll<Result<Response, RequestError>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        pin!(reply).poll(&mut cx)
+    }
+
+    fn opaque_of(requests: &Requests) -> i32 {
+        let mut out = BytesMut::new();
+        requests.take_output(&mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        text.trim_end().rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_its_request_and_frees_its_room() {
+        let requests = open(1);
+        let mut reply = requests.try_request(None, later(), frame).unwrap();
+        assert!(matches!(
+            requests.try_request(None, later(), frame),
+            Err(NotQueued::Full)
+        ));
+        let opaque = opaque_of(&requests);
+        assert!(poll(&mut reply).is_pending());
+        assert!(matches!(
+            requests.answer(answer_to(opaque)),
+            Matched::Delivered
+        ));
+        assert_eq!(requests.waiting(), 0);
+        assert!(matches!(poll(&mut reply), Poll::Ready(Ok(r)) if r.opaque == opaque));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_frees_its_room_and_its_late_answer_is_not_garbage() {
+        let requests = open(1);
+        let reply = requests.try_request(None, later(), frame).unwrap();
+        let opaque = opaque_of(&requests);
+        drop(reply);
+        assert_eq!(requests.waiting(), 0);
+        assert!(matches!(requests.answer(answer_to(opaque)), Matched::Late));
+        // One answer per request: a second one is garbage.
+        assert!(matches!(
+            requests.answer(answer_to(opaque)),
+            Matched::Unknown
+        ));
+        assert!(matches!(
+            requests.answer(answer_to(opaque + 1)),
+            Matched::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_request_times_out_at_its_deadline_and_frees_its_room() {
+        let requests = open(4);
+        let now = Instant::now();
+        let mut soon = requests
+            .try_request(None, now + Duration::from_millis(5), frame)
+            .unwrap();
+        let mut late = requests.try_request(None, later(), frame).unwrap();
+        // Out of order: earlier than the one before it.
+        let mut sooner = requests
+            .try_request(None, now + Duration::from_millis(1), frame)
+            .unwrap();
+        let next = requests.expire(now + Duration::from_millis(10));
+        assert!(next.is_some_and(|at| at > now + Duration::from_secs(59)));
+        assert_eq!(requests.waiting(), 1);
+        assert_eq!(poll(&mut soon), Poll::Ready(Err(RequestError::TimedOut)));
+        assert_eq!(poll(&mut sooner), Poll::Ready(Err(RequestError::TimedOut)));
+        assert!(poll(&mut late).is_pending());
+    }
+
+    #[tokio::test]
+    async fn a_closed_session_tells_written_from_unwritten_requests() {
+        let requests = open(4);
+        let mut first = requests.try_request(None, later(), frame).unwrap();
+        let written = requests.table().queued;
+        let mut second = requests.try_request(None, later(), frame).unwrap();
+        requests.close_session(written, "reset");
+        assert_eq!(
+            poll(&mut first),
+            Poll::Ready(Err(RequestError::Lost("reset".into())))
+        );
+        assert_eq!(
+            poll(&mut second),
+            Poll::Ready(Err(RequestError::NotWritten("reset".into())))
+        );
+        // Down: a new request fails at once, unwritten.
+        let mut third = requests.try_request(None, later(), frame).unwrap();
+        assert!(matches!(
+            poll(&mut third),
+            Poll::Ready(Err(RequestError::NotWritten(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_request_for_another_socket_generation_is_not_written() {
+        let requests = open(4);
+        let mut reply = requests.try_request(Some(7), later(), frame).unwrap();
+        assert!(matches!(
+            poll(&mut reply),
+            Poll::Ready(Err(RequestError::NotWritten(_)))
+        ));
+        let mut out = BytesMut::new();
+        requests.take_output(&mut out);
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_cannot_be_encoded_leaves_nothing_behind() {
+        let requests = open(4);
+        let bad = |out: &mut BytesMut, _| {
+            out.put_slice(b"half");
+            Err(ProtocolError::InvalidName {
+                field: "topic",
+                value: String::new(),
+                reason: "empty",
+            })
+        };
+        assert!(matches!(
+            requests.try_request(None, later(), bad),
+            Err(NotQueued::Invalid(_))
+        ));
+        assert_eq!(requests.waiting(), 0);
+        let mut out = BytesMut::new();
+        requests.take_output(&mut out);
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_caller_waiting_for_room_gets_it_when_a_request_ends() {
+        let requests = open(1);
+        let reply = requests.try_request(None, later(), frame).unwrap();
+        let waiter = {
+            let requests = Arc::clone(&requests);
+            tokio::spawn(async move { requests.wait_for_room(later()).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(reply);
+        assert!(waiter.await.unwrap());
+        let full = requests.try_request(None, later(), frame).unwrap();
+        assert!(
+            !requests
+                .wait_for_room(Instant::now() + Duration::from_millis(10))
+                .await
+        );
+        drop(full);
+    }
+}
