@@ -790,7 +790,10 @@ async fn requests_given_up_in_bulk_free_their_room_and_late_answers_are_dropped(
         for result in results {
             let error = result.expect_err("stalled");
             // A timeout, never "no room": the earlier rounds gave theirs back.
-            assert!(matches!(error, Error::Timeout { .. }), "round {round}: {error:?}");
+            assert!(
+                matches!(error, Error::Timeout { .. }),
+                "round {round}: {error:?}"
+            );
         }
     }
     b0.delay_responses(Duration::ZERO);
