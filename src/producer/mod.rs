@@ -45,7 +45,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug_span, Instrument};
+use tracing::debug_span;
 
 pub use builder::ProducerBuilder;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
@@ -229,35 +229,36 @@ impl Producer {
     ) -> impl Future<Output = Result<SendResult>> + Send + 'static + use<> {
         let span = debug_span!("send", topic = %message.topic());
         let token = self.inner.sends.token();
+        let start = tokio::time::Instant::now();
         let early = self
             .inner
             .check_open()
             .and_then(|()| message.validate(self.inner.config.max_message_size));
-        let start = tokio::time::Instant::now();
-        let first = match &early {
+        let state = match early {
+            Err(e) => send::SendState::Refused(Some(e)),
             Ok(()) => {
-                // The first attempt's share of the send timeout.
+                // Queued now, so messages leave in the order of the calls;
+                // the first attempt gets its share of the send timeout.
                 let share =
                     self.inner.config.send_timeout / send::max_attempts(&self.inner, &message);
-                Some(self.inner.try_queue(&message, &[], share))
+                let first = span.in_scope(|| self.inner.try_queue(&message, &[], share));
+                match first {
+                    Ok(in_flight) => send::SendState::First {
+                        producer: self.clone(),
+                        message,
+                        start,
+                        in_flight,
+                    },
+                    not_yet => send::SendState::driven(
+                        self.clone(),
+                        message,
+                        start,
+                        send::Progress::first(not_yet),
+                    ),
+                }
             }
-            Err(_) => None,
         };
-        let producer = self.clone();
-        // Outside tokio's cooperative budget: a caller awaiting thousands of
-        // sends in one task (a `FuturesUnordered`) would otherwise exhaust
-        // the budget, and every further answer's poll would be deferred and
-        // woken again, a storm of wake-ups that cost more than the sends. A
-        // send does not loop, so it cannot starve other tasks.
-        tokio::task::unconstrained(
-            async move {
-                let _in_flight = token;
-                early?;
-                let first = first.expect("queued when the message was valid");
-                send::drive(producer, message, start, first).await
-            }
-            .instrument(span),
-        )
+        send::SendFuture::new(state, span, token)
     }
 
     /// The partitions a topic has right now (empty if unknown or unserved).

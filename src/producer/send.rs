@@ -6,7 +6,6 @@
 //! that must first publish their topic or wait for room (backpressure), are
 //! queued when the returned future runs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -247,27 +246,219 @@ enum Outcome {
     Failed { delivery: Delivery, error: Error },
 }
 
-/// Drives a send to its end: the first attempt (already queued or not),
-/// then retries while the budget lasts.
-pub(crate) async fn drive(
+/// The future [`Producer::send`] returns. A send whose first attempt was
+/// queued synchronously and succeeds (nearly every one) is this small
+/// struct polling its reply: no boxed state machine, no timer, no extra
+/// wake-up. Anything else (waiting for a topic, a route or room, retries)
+/// continues in a boxed [`drive`].
+pub(crate) struct SendFuture {
+    state: SendState,
+    span: tracing::Span,
+    /// Counts the send in the producer's task tracker until it ends.
+    _in_flight: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+pub(crate) enum SendState {
+    /// Refused before any attempt.
+    Refused(Option<Error>),
+    /// The first attempt is waiting for its answer.
+    First {
+        producer: Producer,
+        message: Message,
+        start: Instant,
+        in_flight: InFlight,
+    },
+    /// The slow path and retries.
+    Driven(std::pin::Pin<Box<dyn std::future::Future<Output = Result<SendResult>> + Send>>),
+    Finished,
+}
+
+impl SendFuture {
+    pub(crate) fn new(
+        state: SendState,
+        span: tracing::Span,
+        in_flight: tokio_util::task::task_tracker::TaskTrackerToken,
+    ) -> Self {
+        SendFuture {
+            state,
+            span,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl SendState {
+    /// The send continues in [`drive`], from `progress`.
+    pub(crate) fn driven(
+        producer: Producer,
+        message: Message,
+        start: Instant,
+        progress: Progress,
+    ) -> Self {
+        // Outside tokio's cooperative budget: a caller awaiting thousands of
+        // sends in one task (a `FuturesUnordered`) would otherwise exhaust
+        // the budget, and every further answer's poll would be deferred and
+        // woken again. A send does not loop, so it cannot starve other tasks.
+        SendState::Driven(Box::pin(tokio::task::unconstrained(drive(
+            producer, message, start, progress,
+        ))))
+    }
+}
+
+impl std::future::Future for SendFuture {
+    type Output = Result<SendResult>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let _entered = this.span.enter();
+        loop {
+            match &mut this.state {
+                SendState::Refused(error) => {
+                    let error = error.take().expect("polled after it resolved");
+                    this.state = SendState::Finished;
+                    return Poll::Ready(Err(error));
+                }
+                SendState::First { in_flight, .. } => {
+                    let Poll::Ready(answer) = std::pin::Pin::new(&mut in_flight.reply).poll(cx)
+                    else {
+                        return Poll::Pending;
+                    };
+                    let SendState::First {
+                        producer,
+                        message,
+                        start,
+                        in_flight,
+                    } = std::mem::replace(&mut this.state, SendState::Finished)
+                    else {
+                        unreachable!("matched First above")
+                    };
+                    let (partition, connection) = (in_flight.partition, in_flight.connection);
+                    let outcome = judge(
+                        &producer.inner,
+                        &message,
+                        partition,
+                        &connection,
+                        in_flight.timeout,
+                        1,
+                        answer,
+                    );
+                    let mut progress = Progress::default();
+                    match progress.record(
+                        &producer.inner,
+                        &message,
+                        start,
+                        &connection,
+                        partition,
+                        outcome,
+                    ) {
+                        Next::Done(result) => return Poll::Ready(result),
+                        Next::Retry => {
+                            this.state = SendState::driven(producer, message, start, progress);
+                        }
+                    }
+                }
+                SendState::Driven(send) => {
+                    let result = std::task::ready!(send.as_mut().poll(cx));
+                    this.state = SendState::Finished;
+                    return Poll::Ready(result);
+                }
+                SendState::Finished => panic!("send future polled after it resolved"),
+            }
+        }
+    }
+}
+
+/// Where a send stands between attempts.
+#[derive(Default)]
+pub(crate) struct Progress {
+    /// Attempts made so far, for the final error.
+    attempts: Attempts,
+    /// Brokers tried so far, avoided by the next attempt.
+    tried: Vec<u32>,
+    /// The next attempt when it was already made (queued synchronously).
+    next: Option<std::result::Result<InFlight, NotQueued>>,
+}
+
+/// What a send does after an attempt.
+enum Next {
+    Done(Result<SendResult>),
+    Retry,
+}
+
+impl Progress {
+    /// Starts with a first attempt made synchronously (or not).
+    pub(crate) fn first(attempt: std::result::Result<InFlight, NotQueued>) -> Self {
+        Progress {
+            next: Some(attempt),
+            ..Progress::default()
+        }
+    }
+
+    fn number(&self) -> u32 {
+        self.attempts.0.len() as u32 + 1
+    }
+
+    /// Takes an attempt's outcome: done, or retry while the budget lasts.
+    fn record(
+        &mut self,
+        inner: &ProducerInner,
+        message: &Message,
+        start: Instant,
+        connection: &Connection,
+        partition: Partition,
+        outcome: Outcome,
+    ) -> Next {
+        let (delivery, error) = match outcome {
+            Outcome::Done(result) => return Next::Done(Ok(result)),
+            Outcome::Failed { delivery, error } => (delivery, error),
+        };
+        let number = self.number();
+        let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
+        self.tried.push(partition.broker_id);
+        self.attempts.0.push(Attempt {
+            broker: connection.uri().clone(),
+            partition,
+            elapsed: start.elapsed(),
+            delivery,
+            cause: cause_of(&error),
+        });
+        let deadline = start + inner.config.send_timeout;
+        if !retriable || number >= max_attempts(inner, message) || Instant::now() >= deadline {
+            return Next::Done(Err(with_attempts(
+                error,
+                std::mem::take(&mut self.attempts),
+            )));
+        }
+        tracing::debug!(attempt = number, error = %error, "retrying on another broker");
+        Next::Retry
+    }
+}
+
+/// Drives a send to its end from `progress`: the next attempt (already
+/// queued or not), then retries while the budget lasts.
+async fn drive(
     producer: Producer,
     message: Message,
     start: Instant,
-    first: std::result::Result<InFlight, NotQueued>,
+    mut progress: Progress,
 ) -> Result<SendResult> {
     let inner = &producer.inner;
     let deadline = start + inner.config.send_timeout;
     let max_attempts = max_attempts(inner, &message);
-    let mut attempts = Attempts::default();
-    let mut tried: Vec<u32> = Vec::new();
-    let mut next = Some(first);
-    for number in 1..=max_attempts {
-        let queued = match next.take() {
+    loop {
+        let number = progress.number();
+        let queued = match progress.next.take() {
             Some(Ok(in_flight)) => Ok(in_flight),
             Some(Err(NotQueued::Failed(e))) => Err(e),
             Some(Err(NotQueued::Later)) | None => {
                 let attempts_left = max_attempts - number + 1;
-                inner.queue(&message, &tried, deadline, attempts_left).await
+                inner
+                    .queue(&message, &progress.tried, deadline, attempts_left)
+                    .await
             }
         };
         let in_flight = match queued {
@@ -281,7 +472,7 @@ pub(crate) async fn drive(
                     ..
                 } = &e
                 {
-                    attempts.0.push(Attempt {
+                    progress.attempts.0.push(Attempt {
                         broker: broker.clone(),
                         partition: *partition,
                         elapsed: start.elapsed(),
@@ -289,30 +480,30 @@ pub(crate) async fn drive(
                         cause: cause.clone(),
                     });
                 }
-                return Err(with_attempts(e, attempts));
+                return Err(with_attempts(e, progress.attempts));
             }
         };
-        let (broker, partition) = (in_flight.connection.uri().clone(), in_flight.partition);
-        match wait(inner, &message, in_flight, number).await {
-            Outcome::Done(result) => return Ok(result),
-            Outcome::Failed { delivery, error } => {
-                let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
-                tried.push(partition.broker_id);
-                attempts.0.push(Attempt {
-                    broker,
-                    partition,
-                    elapsed: start.elapsed(),
-                    delivery,
-                    cause: cause_of(&error),
-                });
-                if !retriable || number == max_attempts || Instant::now() >= deadline {
-                    return Err(with_attempts(error, attempts));
-                }
-                tracing::debug!(attempt = number, error = %error, "retrying on another broker");
-            }
+        let InFlight {
+            partition,
+            connection,
+            reply,
+            timeout,
+        } = in_flight;
+        let answer = reply.await;
+        let outcome = judge(
+            inner,
+            &message,
+            partition,
+            &connection,
+            timeout,
+            number,
+            answer,
+        );
+        match progress.record(inner, &message, start, &connection, partition, outcome) {
+            Next::Done(result) => return result,
+            Next::Retry => {}
         }
     }
-    unreachable!("the loop returns on its last attempt")
 }
 
 /// How many attempts a send may make: a keyed message never moves to
@@ -325,23 +516,22 @@ pub(crate) fn max_attempts(inner: &ProducerInner, message: &Message) -> u32 {
     }
 }
 
-async fn wait(
-    inner: &Arc<ProducerInner>,
+/// What an attempt's answer (or its absence) means for the send, and for
+/// the broker: one that failed a request is avoided for a while.
+fn judge(
+    inner: &ProducerInner,
     message: &Message,
-    in_flight: InFlight,
+    partition: Partition,
+    connection: &Connection,
+    timeout: Duration,
     number: u32,
+    answer: std::result::Result<crate::protocol::Response, RequestError>,
 ) -> Outcome {
-    let InFlight {
-        partition,
-        connection,
-        reply,
-        timeout,
-    } = in_flight;
     // Only failures need the topic owned: a success allocates nothing here.
     let topic = || message.topic().to_owned();
     let broker = connection.uri().clone(); // shared host: no allocation
     let failed = |delivery, error| Outcome::Failed { delivery, error };
-    match reply.await {
+    match answer {
         Ok(response) if response.code.is_success() => {
             match response.put_result() {
                 Some((message_id, index, offset)) => {

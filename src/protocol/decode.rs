@@ -110,6 +110,9 @@ pub(crate) fn parse_line(raw: &[u8]) -> Result<Head, ProtocolError> {
     if raw.first() == Some(&b'q') {
         return Ok(Head::Request(Request::Quit));
     }
+    if let Some(head) = plain_result(raw) {
+        return Ok(head);
+    }
     let line = std::str::from_utf8(raw).map_err(|_| ProtocolError::Malformed {
         command: "header",
         line: excerpt(&String::from_utf8_lossy(raw)),
@@ -258,6 +261,17 @@ fn parse_result(t: &[&str], cx: &Ctx<'_>) -> Result<Head, ProtocolError> {
         code: StatusCode(cx.int(t[1], "status code is not a number")?),
         len: cx.len(t[2])?,
         opaque: cx.int(t[3], "opaque is not a number")?,
+    })
+}
+
+/// `result <code> <len> <opaque>` of plain numbers in range, as nearly every
+/// answer is; anything else is left to the general parser.
+fn plain_result(raw: &[u8]) -> Option<Head> {
+    let [code, len, opaque] = super::ascii::ints::<3>(raw.strip_prefix(b"result ")?)?;
+    Some(Head::Result {
+        code: StatusCode(u16::try_from(code).ok()?),
+        len: usize::try_from(len).ok()?,
+        opaque: i32::try_from(opaque).ok()?,
     })
 }
 

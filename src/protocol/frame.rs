@@ -444,6 +444,9 @@ impl Response {
     /// assert_eq!(r.put_result(), Some((-5468572396564774912, 0, 0)));
     /// ```
     pub fn put_result(&self) -> Option<(i64, i32, i64)> {
+        if let Some([id, partition, offset]) = super::ascii::ints::<3>(&self.body) {
+            return Some((id, i32::try_from(partition).ok()?, offset));
+        }
         let text = std::str::from_utf8(&self.body).ok()?;
         let mut parts = text.split(' ');
         let id = parts.next()?.parse().ok()?;

@@ -12,6 +12,7 @@
 //!
 //! The facts behind this module are in the MetaQ reference, section 3.
 
+mod ascii;
 mod checksum;
 mod codec;
 mod decode;
