@@ -2,15 +2,16 @@
 //! them and the session task that writes them and matches the answers.
 //!
 //! Callers encode their frame straight into the table's write buffer (one
-//! copy of the payload, no allocation per request) and add an entry under
-//! its opaque; the session takes the whole buffer when it can write, resolves
-//! entries as answers come, and times them out at their deadlines, so a
-//! request costs no channel, no oneshot and no timer of its own.
+//! copy of the payload, no allocation per request) and take a slot; the
+//! session takes the whole buffer when it can write, resolves slots as
+//! answers come, and times them out at their deadlines, so a request costs
+//! no channel, no oneshot and no timer of its own. A caller finds its slot
+//! by index; only answers are matched through the opaque map.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
@@ -44,6 +45,14 @@ impl Hasher for OpaqueHasher {
 
 type OpaqueMap<V> = HashMap<i32, V, BuildHasherDefault<OpaqueHasher>>;
 
+/// Where a queued request lives: its slot, and its opaque to tell a reused
+/// slot from its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ticket {
+    pub(super) opaque: i32,
+    slot: u32,
+}
+
 /// A connection's requests; see the module documentation.
 pub(crate) struct Requests {
     table: Mutex<Table>,
@@ -61,9 +70,10 @@ struct Table {
     out: BytesMut,
     /// Bytes ever queued on this socket: stream positions of frame ends.
     queued: u64,
-    entries: OpaqueMap<Entry>,
-    /// Entries still waiting for an answer: the room they take.
-    waiting: usize,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slots waiting for an answer, by opaque.
+    waiting_by_opaque: OpaqueMap<u32>,
     /// Callers waiting for room.
     room_waiters: usize,
     deadlines: Deadlines,
@@ -72,15 +82,40 @@ struct Table {
     abandoned: Abandoned,
 }
 
-struct Entry {
+struct Slot {
+    opaque: i32,
     /// Stream position just past this request's frame.
     end: u64,
     state: State,
 }
 
 enum State {
+    Vacant,
     Waiting(Option<Waker>),
     Done(Result<Response, RequestError>),
+}
+
+impl Table {
+    fn slot(&mut self, ticket: Ticket) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(ticket.slot as usize)
+            .filter(|slot| slot.opaque == ticket.opaque && !matches!(slot.state, State::Vacant))
+    }
+
+    fn is_waiting(&mut self, ticket: Ticket) -> bool {
+        self.slot(ticket)
+            .is_some_and(|slot| matches!(slot.state, State::Waiting(_)))
+    }
+
+    fn vacate(&mut self, ticket: Ticket) {
+        self.slots[ticket.slot as usize].state = State::Vacant;
+        self.free.push(ticket.slot);
+    }
+
+    /// Requests waiting for an answer: the room they take.
+    fn waiting(&self) -> usize {
+        self.waiting_by_opaque.len()
+    }
 }
 
 /// What the session does with an answer.
@@ -100,8 +135,9 @@ impl Requests {
                 session: None,
                 out: BytesMut::with_capacity(64 * 1024),
                 queued: 0,
-                entries: OpaqueMap::default(),
-                waiting: 0,
+                slots: Vec::new(),
+                free: Vec::new(),
+                waiting_by_opaque: OpaqueMap::default(),
                 room_waiters: 0,
                 deadlines: Deadlines::default(),
                 timer_at: None,
@@ -122,22 +158,12 @@ impl Requests {
     /// `epoch` only, when one is given; a request that cannot be written
     /// (socket down or replaced) resolves at once as not written.
     pub(super) fn try_request(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         epoch: Option<u64>,
         deadline: Instant,
         encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
     ) -> Result<PendingReply, NotQueued> {
-        let table = self.table();
-        self.queue_in(table, epoch, deadline, encode)
-    }
-
-    fn queue_in(
-        self: &std::sync::Arc<Self>,
-        mut table: MutexGuard<'_, Table>,
-        epoch: Option<u64>,
-        deadline: Instant,
-        encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
-    ) -> Result<PendingReply, NotQueued> {
+        let mut table = self.table();
         let refusal = match table.session {
             None => Some("not connected"),
             Some(current) if epoch.is_some_and(|wanted| wanted != current) => {
@@ -148,7 +174,7 @@ impl Requests {
         if let Some(cause) = refusal {
             return Ok(PendingReply::failed(RequestError::NotWritten(cause.into())));
         }
-        if table.waiting >= self.max_in_flight {
+        if table.waiting() >= self.max_in_flight {
             return Err(NotQueued::Full);
         }
         let opaque = next_opaque();
@@ -159,22 +185,33 @@ impl Requests {
             return Err(NotQueued::Invalid(e));
         }
         table.queued += (table.out.len() - before) as u64;
-        let end = table.queued;
-        table.entries.insert(
+        let slot = Slot {
             opaque,
-            Entry {
-                end,
-                state: State::Waiting(None),
-            },
-        );
-        table.waiting += 1;
+            end: table.queued,
+            state: State::Waiting(None),
+        };
+        let index = match table.free.pop() {
+            Some(index) => {
+                table.slots[index as usize] = slot;
+                index
+            }
+            None => {
+                table.slots.push(slot);
+                (table.slots.len() - 1) as u32
+            }
+        };
+        table.waiting_by_opaque.insert(opaque, index);
+        let ticket = Ticket {
+            opaque,
+            slot: index,
+        };
         let earlier = table.timer_at.is_none_or(|at| deadline < at);
-        table.deadlines.push(deadline, opaque);
+        table.deadlines.push(deadline, ticket);
         drop(table);
         if was_empty || earlier {
             self.wake_session.notify_one();
         }
-        Ok(PendingReply::queued(std::sync::Arc::clone(self), opaque))
+        Ok(PendingReply::queued(Arc::clone(self), ticket))
     }
 
     /// Waits until there is room for a request (or the socket is down,
@@ -187,7 +224,7 @@ impl Requests {
             room.as_mut().enable();
             {
                 let mut table = self.table();
-                if table.session.is_none() || table.waiting < self.max_in_flight {
+                if table.session.is_none() || table.waiting() < self.max_in_flight {
                     return true;
                 }
                 table.room_waiters += 1;
@@ -203,68 +240,72 @@ impl Requests {
     /// Requests waiting for an answer.
     #[cfg(test)]
     pub(super) fn waiting(&self) -> usize {
-        self.table().waiting
+        self.table().waiting()
     }
 
     pub(super) fn poll_answer(
         &self,
-        opaque: i32,
+        ticket: Ticket,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response, RequestError>> {
         let mut table = self.table();
-        let Some(entry) = table.entries.get_mut(&opaque) else {
+        let Some(slot) = table.slot(ticket) else {
             return Poll::Ready(Err(RequestError::Lost("the request was forgotten".into())));
         };
-        match &mut entry.state {
+        match &mut slot.state {
             State::Waiting(waker) => {
                 if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     *waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
-            State::Done(_) => match table.entries.remove(&opaque) {
-                Some(Entry {
-                    state: State::Done(outcome),
-                    ..
-                }) => Poll::Ready(outcome),
-                _ => unreachable!("the entry was done a moment ago"),
-            },
-        }
-    }
-
-    /// The caller gave up: free its room and entry at once. An answer that
-    /// still comes is recognised as late, not as garbage.
-    pub(super) fn abandon(&self, opaque: i32) {
-        let mut table = self.table();
-        if let Some(entry) = table.entries.remove(&opaque) {
-            if matches!(entry.state, State::Waiting(_)) {
-                table.abandoned.insert(opaque);
-                self.give_room(&mut table);
+            State::Done(_) => {
+                let State::Done(outcome) = std::mem::replace(&mut slot.state, State::Vacant) else {
+                    unreachable!("matched Done above")
+                };
+                table.free.push(ticket.slot);
+                Poll::Ready(outcome)
             }
+            State::Vacant => unreachable!("Table::slot skips vacant slots"),
         }
     }
 
-    fn give_room(&self, table: &mut Table) {
-        table.waiting -= 1;
+    /// The caller gave up: free its room and slot at once. An answer that
+    /// still comes is recognised as late, not as garbage.
+    pub(super) fn abandon(&self, ticket: Ticket) {
+        let mut table = self.table();
+        if table.slot(ticket).is_none() {
+            return;
+        }
+        if table.is_waiting(ticket) {
+            table.waiting_by_opaque.remove(&ticket.opaque);
+            table.abandoned.insert(ticket.opaque);
+            self.room_given_back(&table);
+        }
+        table.vacate(ticket);
+    }
+
+    fn room_given_back(&self, table: &Table) {
         if table.room_waiters > 0 {
             self.room.notify_one();
         }
     }
 
-    /// Resolves one waiting entry; returns its waker to wake outside the lock.
+    /// Resolves a waiting slot (already out of `waiting_by_opaque`);
+    /// returns its waker, to wake outside the lock.
     fn resolve(
         &self,
         table: &mut Table,
-        opaque: i32,
+        index: u32,
         outcome: Result<Response, RequestError>,
     ) -> Option<Waker> {
-        let entry = table.entries.get_mut(&opaque)?;
-        let State::Waiting(waker) = &mut entry.state else {
+        let slot = &mut table.slots[index as usize];
+        let State::Waiting(waker) = &mut slot.state else {
             return None;
         };
         let waker = waker.take();
-        entry.state = State::Done(outcome);
-        self.give_room(table);
+        slot.state = State::Done(outcome);
+        self.room_given_back(table);
         waker
     }
 
@@ -272,20 +313,21 @@ impl Requests {
     pub(super) fn answer(&self, response: Response) -> Matched {
         let opaque = response.opaque;
         let mut table = self.table();
-        let waiting = table
-            .entries
-            .get(&opaque)
-            .map(|e| matches!(e.state, State::Waiting(_)));
-        match waiting {
-            Some(true) => {
-                let waker = self.resolve(&mut table, opaque, Ok(response));
+        match table.waiting_by_opaque.remove(&opaque) {
+            Some(index) => {
+                let waker = self.resolve(&mut table, index, Ok(response));
+                // Answers come roughly in order: drop the deadlines of
+                // answered requests as they reach the front.
+                let Table {
+                    deadlines, slots, ..
+                } = &mut *table;
+                deadlines.drop_answered(slots);
                 drop(table);
                 if let Some(waker) = waker {
                     waker.wake();
                 }
                 Matched::Delivered
             }
-            Some(false) => Matched::Late, // timed out, not yet collected
             None if table.abandoned.remove(opaque) => Matched::Late,
             None => Matched::Unknown,
         }
@@ -311,19 +353,14 @@ impl Requests {
             let mut table = self.table();
             table.session = None;
             table.out.clear();
-            let waiting: Vec<(i32, u64)> = table
-                .entries
-                .iter()
-                .filter(|(_, e)| matches!(e.state, State::Waiting(_)))
-                .map(|(opaque, e)| (*opaque, e.end))
-                .collect();
-            for (opaque, end) in waiting {
-                let error = if end <= written {
+            let waiting: Vec<u32> = table.waiting_by_opaque.drain().map(|(_, i)| i).collect();
+            for index in waiting {
+                let error = if table.slots[index as usize].end <= written {
                     RequestError::Lost(cause.to_owned())
                 } else {
                     RequestError::NotWritten(cause.to_owned())
                 };
-                wakers.extend(self.resolve(&mut table, opaque, Err(error)));
+                wakers.extend(self.resolve(&mut table, index, Err(error)));
             }
             table.deadlines.clear();
             table.timer_at = None;
@@ -362,14 +399,12 @@ impl Requests {
         let mut wakers = Vec::new();
         let next = {
             let mut table = self.table();
-            while let Some(opaque) = table.deadlines.pop_due(now) {
-                let waiting = table
-                    .entries
-                    .get(&opaque)
-                    .is_some_and(|e| matches!(e.state, State::Waiting(_)));
-                if waiting {
-                    table.abandoned.insert(opaque);
-                    wakers.extend(self.resolve(&mut table, opaque, Err(RequestError::TimedOut)));
+            while let Some(ticket) = table.deadlines.pop_due(now) {
+                if table.is_waiting(ticket) {
+                    table.waiting_by_opaque.remove(&ticket.opaque);
+                    table.abandoned.insert(ticket.opaque);
+                    let outcome = Err(RequestError::TimedOut);
+                    wakers.extend(self.resolve(&mut table, ticket.slot, outcome));
                 }
             }
             let next = table.deadlines.next();
@@ -386,38 +421,54 @@ impl Requests {
 /// (shorter retries, transaction commands) go on a heap.
 #[derive(Default)]
 struct Deadlines {
-    in_order: VecDeque<(Instant, i32)>,
-    out_of_order: BinaryHeap<Reverse<(Instant, i32)>>,
+    in_order: VecDeque<(Instant, Ticket)>,
+    out_of_order: BinaryHeap<Reverse<(Instant, i32, u32)>>,
 }
 
 impl Deadlines {
-    fn push(&mut self, at: Instant, opaque: i32) {
+    fn push(&mut self, at: Instant, ticket: Ticket) {
         if self.in_order.back().is_none_or(|(last, _)| *last <= at) {
-            self.in_order.push_back((at, opaque));
+            self.in_order.push_back((at, ticket));
         } else {
-            self.out_of_order.push(Reverse((at, opaque)));
+            self.out_of_order
+                .push(Reverse((at, ticket.opaque, ticket.slot)));
+        }
+    }
+
+    /// Drops the deadlines at the front whose requests are no longer
+    /// waiting, so the queue stays as long as what is in flight.
+    fn drop_answered(&mut self, slots: &[Slot]) {
+        while let Some((_, ticket)) = self.in_order.front() {
+            let slot = &slots[ticket.slot as usize];
+            if slot.opaque == ticket.opaque && matches!(slot.state, State::Waiting(_)) {
+                break;
+            }
+            self.in_order.pop_front();
         }
     }
 
     fn next(&self) -> Option<Instant> {
         let a = self.in_order.front().map(|(at, _)| *at);
-        let b = self.out_of_order.peek().map(|Reverse((at, _))| *at);
+        let b = self.out_of_order.peek().map(|Reverse((at, ..))| *at);
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn pop_due(&mut self, now: Instant) -> Option<i32> {
+    fn pop_due(&mut self, now: Instant) -> Option<Ticket> {
         if self.in_order.front().is_some_and(|(at, _)| *at <= now) {
-            return self.in_order.pop_front().map(|(_, opaque)| opaque);
+            return self.in_order.pop_front().map(|(_, ticket)| ticket);
         }
         if self
             .out_of_order
             .peek()
-            .is_some_and(|Reverse((at, _))| *at <= now)
+            .is_some_and(|Reverse((at, ..))| *at <= now)
         {
-            return self.out_of_order.pop().map(|Reverse((_, opaque))| opaque);
+            return self
+                .out_of_order
+                .pop()
+                .map(|Reverse((_, opaque, slot))| Ticket { opaque, slot });
         }
         None
     }

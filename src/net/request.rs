@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::inflight::Requests;
+use super::inflight::{Requests, Ticket};
 use crate::protocol::{ProtocolError, Response};
 
 /// Why a request got no answer.
@@ -53,10 +53,10 @@ pub(crate) struct PendingReply {
 }
 
 enum Pending {
-    /// Waiting in the table of `requests` under `opaque`.
+    /// Waiting in the table of `requests`, in the slot `ticket` names.
     Queued {
         requests: Arc<Requests>,
-        opaque: i32,
+        ticket: Ticket,
     },
     /// Resolved without reaching the table (e.g. the connection was down).
     Ready(Result<Response, RequestError>),
@@ -64,9 +64,9 @@ enum Pending {
 }
 
 impl PendingReply {
-    pub(super) fn queued(requests: Arc<Requests>, opaque: i32) -> Self {
+    pub(super) fn queued(requests: Arc<Requests>, ticket: Ticket) -> Self {
         PendingReply {
-            state: Pending::Queued { requests, opaque },
+            state: Pending::Queued { requests, ticket },
         }
     }
 
@@ -84,8 +84,8 @@ impl Future for PendingReply {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match &this.state {
-            Pending::Queued { requests, opaque } => {
-                let outcome = requests.poll_answer(*opaque, cx);
+            Pending::Queued { requests, ticket } => {
+                let outcome = requests.poll_answer(*ticket, cx);
                 if outcome.is_ready() {
                     this.state = Pending::Finished;
                 }
@@ -102,8 +102,8 @@ impl Future for PendingReply {
 
 impl Drop for PendingReply {
     fn drop(&mut self) {
-        if let Pending::Queued { requests, opaque } = &self.state {
-            requests.abandon(*opaque);
+        if let Pending::Queued { requests, ticket } = &self.state {
+            requests.abandon(*ticket);
         }
     }
 }

@@ -92,11 +92,15 @@ impl std::fmt::Debug for Producer {
     }
 }
 
+/// Topic states by name. Looked up by every send: hashed with foldhash,
+/// not SipHash, which was a visible part of a send's cost.
+type TopicMap = HashMap<String, Arc<TopicState>, foldhash::fast::RandomState>;
+
 pub(crate) struct ProducerInner {
     pub(crate) config: ProducerConfig,
     discovery: Discovery,
     pool: Arc<ConnectionPool>,
-    topics: ArcSwap<HashMap<String, Arc<TopicState>>>,
+    topics: ArcSwap<TopicMap>,
     /// Serialises the creation of topic states (not taken by sends).
     subscribing: Mutex<()>,
     closed: AtomicBool,

@@ -28,11 +28,17 @@ pub(crate) fn int(word: &[u8]) -> Option<i64> {
 /// Exactly `N` words separated by single spaces, each a plain integer.
 pub(crate) fn ints<const N: usize>(text: &[u8]) -> Option<[i64; N]> {
     let mut out = [0; N];
-    let mut words = text.split(|b| *b == b' ');
-    for slot in &mut out {
-        *slot = int(words.next()?)?;
+    let mut rest = text;
+    for (i, slot) in out.iter_mut().enumerate() {
+        let end = if i + 1 == N {
+            rest.len()
+        } else {
+            rest.iter().position(|b| *b == b' ')?
+        };
+        *slot = int(&rest[..end])?;
+        rest = rest.get(end + 1..).unwrap_or_default();
     }
-    words.next().is_none().then_some(out)
+    Some(out)
 }
 
 #[cfg(test)]
