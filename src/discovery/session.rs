@@ -276,6 +276,47 @@ impl Discovery {
     }
 }
 
+impl Discovery {
+    /// Where the layout's nodes are, for one-off reads (`presence`).
+    pub(super) fn paths(&self) -> &ZkPaths {
+        &self.inner.context.paths
+    }
+
+    /// The settings it was opened with.
+    pub(super) fn settings(&self) -> &ZkSettings {
+        &self.inner.context.settings
+    }
+
+    /// The current client for one-off reads; while a new session is being
+    /// opened, waits for it at most `connect_timeout`.
+    pub(super) async fn client_for_reads(&self) -> Result<Client, Error> {
+        let mut slot = self.inner.context.session.subscribe();
+        let wait = self.settings().connect_timeout;
+        let opened = timeout(wait, async {
+            loop {
+                if self.inner.cancel.is_cancelled() {
+                    return None;
+                }
+                if let Some(client) = slot.borrow_and_update().client.clone() {
+                    return Some(client);
+                }
+                // The sender lives as long as `self`: this cannot fail.
+                slot.changed().await.ok()?;
+            }
+        })
+        .await;
+        match opened {
+            Ok(Some(client)) => Ok(client),
+            Ok(None) => Err(Error::Closed),
+            Err(_) => Err(Error::ZooKeeperUnreachable {
+                connect: self.settings().connect.clone(),
+                waited: wait,
+                cause: "the expired session was not replaced in time".into(),
+            }),
+        }
+    }
+}
+
 impl Inner {
     fn lock_topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RouteSender>>> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)

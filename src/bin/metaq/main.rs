@@ -4,6 +4,9 @@
 //! metaq produce --zk 127.0.0.1:2181 --topic test --count 1000 --size 100 --json
 //! metaq routes  --zk 127.0.0.1:2181 --topic test [--json] [--watch]
 //! ```
+//!
+//! Exit status: 0 done, 1 failed or refused, [`EXIT_UNSERVED`],
+//! [`EXIT_INTERRUPTED`].
 
 mod produce;
 mod routes;
@@ -11,6 +14,12 @@ mod routes;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use metaq::discovery::ZkSettings;
+
+/// Exit status when the topic is not served (README, "Exit status").
+pub(crate) const EXIT_UNSERVED: u8 = 2;
+/// Exit status after an interrupt (SIGINT), as shells report one.
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Where the cluster is: the arguments every command shares.
 #[derive(Args)]
@@ -21,6 +30,13 @@ pub(crate) struct ClusterArgs {
     /// MetaQ root in ZooKeeper.
     #[arg(long, default_value = "/meta")]
     pub(crate) root: String,
+}
+
+impl ClusterArgs {
+    /// Discovery settings for this cluster.
+    pub(crate) fn zk_settings(&self) -> ZkSettings {
+        ZkSettings::new(&self.zk).with_root(&self.root)
+    }
 }
 
 #[derive(Parser)]
@@ -51,7 +67,18 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let cli = Cli::parse();
+    // Usage errors exit 1 as every other refusal does: 2 means "not served".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -66,8 +93,7 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(status) => status,
         Err(message) => {
             eprintln!("metaq: {message}");
             ExitCode::FAILURE

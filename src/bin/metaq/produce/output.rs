@@ -1,0 +1,219 @@
+//! What `metaq produce` prints: a line per result (JSON with `--json`,
+//! failures only otherwise), a progress bar on a terminal, and a summary.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use metaq::{Error, Partition, SendResult};
+use serde_json::json;
+
+/// Why sending stopped.
+pub(super) enum Ended {
+    /// Every record was read.
+    Complete,
+    /// SIGINT: input was left unread, or the last answers not all awaited.
+    Interrupted,
+    /// Standard input could not be read: why.
+    InputFailed(String),
+}
+
+/// One transaction's records (`first_line..=last_line`), as reported.
+pub(super) struct TransactionReport<'a> {
+    pub(super) key: &'a str,
+    pub(super) first_line: u64,
+    pub(super) last_line: u64,
+    pub(super) messages: u64,
+}
+
+pub(super) struct Output {
+    json: bool,
+    progress: ProgressBar,
+    started: Instant,
+    sent: u64,
+    failed: u64,
+    /// Sends given up on after an interrupt, their outcome unknown.
+    unanswered: u64,
+    per_partition: BTreeMap<String, u64>,
+}
+
+impl Output {
+    /// `total`: how many messages there will be, if known (for the bar).
+    pub(super) fn new(json: bool, total: Option<u64>) -> Output {
+        Output {
+            json,
+            progress: progress_bar(total, json),
+            started: Instant::now(),
+            sent: 0,
+            failed: 0,
+            unanswered: 0,
+            per_partition: BTreeMap::new(),
+        }
+    }
+
+    /// The outcome of record `line`'s send.
+    pub(super) fn result(&mut self, line: u64, outcome: &Result<SendResult, Error>) {
+        self.progress.inc(1);
+        match outcome {
+            Ok(sent) => {
+                self.sent += 1;
+                self.count_partition(sent.partition);
+                if self.json {
+                    // `id_str`: JSON tools that read numbers as doubles
+                    // (jq) change ids above 2^53.
+                    println!(
+                        "{}",
+                        json!({
+                            "line": line,
+                            "partition": sent.partition.to_string(),
+                            "offset": sent.offset,
+                            "id": sent.message_id,
+                            "id_str": sent.message_id.to_string(),
+                        })
+                    );
+                }
+            }
+            Err(error) => {
+                self.failed += 1;
+                let kind = kind(error);
+                if self.json {
+                    println!(
+                        "{}",
+                        json!({ "line": line, "error": error.to_string(), "kind": kind })
+                    );
+                } else {
+                    self.progress
+                        .suspend(|| eprintln!("record {line} failed ({kind}): {error}"));
+                }
+            }
+        }
+    }
+
+    /// A transaction that ended as asked (committed, or rolled back with
+    /// `--rollback`), with the partitions of its messages.
+    pub(super) fn transaction_done(
+        &mut self,
+        report: &TransactionReport<'_>,
+        state: &str,
+        partitions: &[Partition],
+    ) {
+        self.progress.inc(report.messages);
+        self.sent += report.messages;
+        for partition in partitions {
+            self.count_partition(*partition);
+        }
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "transaction": report.key,
+                    "messages": report.messages,
+                    "first_line": report.first_line,
+                    "last_line": report.last_line,
+                    "state": state,
+                })
+            );
+        }
+    }
+
+    /// A transaction that failed: none of its messages counts as sent.
+    pub(super) fn transaction_failed(&mut self, report: &TransactionReport<'_>, error: &Error) {
+        self.progress.inc(report.messages);
+        self.failed += report.messages;
+        let kind = kind(error);
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "transaction": report.key,
+                    "messages": report.messages,
+                    "first_line": report.first_line,
+                    "last_line": report.last_line,
+                    "error": error.to_string(),
+                    "kind": kind,
+                })
+            );
+        } else {
+            let (first, last) = (report.first_line, report.last_line);
+            self.progress.suspend(|| {
+                eprintln!("transaction of records {first}..={last} failed ({kind}): {error}")
+            });
+        }
+    }
+
+    /// Sends left without an answer after an interrupt.
+    pub(super) fn unanswered(&mut self, count: u64) {
+        self.unanswered += count;
+    }
+
+    /// Prints the summary; whether any message failed or went unanswered.
+    pub(super) fn summary(self, ended: &Ended) -> bool {
+        self.progress.finish_and_clear();
+        let elapsed = self.started.elapsed();
+        let rate = (self.sent + self.failed) as f64 / elapsed.as_secs_f64().max(1e-9);
+        let interrupted = matches!(ended, Ended::Interrupted);
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "sent": self.sent,
+                    "failed": self.failed,
+                    "unanswered": self.unanswered,
+                    "interrupted": interrupted,
+                    "elapsed_ms": elapsed.as_millis() as u64,
+                    "msgs_per_sec": (rate * 10.0).round() / 10.0,
+                    "per_partition": self.per_partition,
+                })
+            );
+        } else {
+            print_text_summary(&self, elapsed, rate, interrupted);
+        }
+        self.failed > 0 || self.unanswered > 0
+    }
+
+    fn count_partition(&mut self, partition: Partition) {
+        *self.per_partition.entry(partition.to_string()).or_default() += 1;
+    }
+}
+
+fn print_text_summary(output: &Output, elapsed: Duration, rate: f64, interrupted: bool) {
+    println!(
+        "sent {} failed {} in {:.3}s ({:.0} msgs/s)",
+        output.sent,
+        output.failed,
+        elapsed.as_secs_f64(),
+        rate
+    );
+    if interrupted {
+        println!(
+            "interrupted: {} send(s) left without an answer",
+            output.unanswered
+        );
+    }
+    for (partition, count) in &output.per_partition {
+        println!("  {partition}: {count}");
+    }
+}
+
+/// `not_sent`, `maybe_sent`, `rejected`, or `error` for the rest.
+fn kind(error: &Error) -> String {
+    error
+        .delivery()
+        .map_or("error".to_owned(), |d| d.to_string())
+}
+
+fn progress_bar(total: Option<u64>, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() || total.is_some_and(|t| t < 1000) {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(total) => ProgressBar::new(total),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
