@@ -232,6 +232,9 @@ async fn bench_null_throughput() {
     assert!(document["runs"][0]["raw"].is_null(), "{document}");
     assert!(document["ratio"].is_null(), "{document}");
     assert_figures(&document["median"]["metaq"], 2000);
+    // The null server is a child process: its CPU is measured apart.
+    let server_cpu = document["runs"][0]["metaq"]["server_cpu_us_per_msg"].as_f64();
+    assert!(server_cpu.is_some_and(|cpu| cpu >= 0.0), "{document}");
     assert_eq!(document["sent"], 2000);
     assert_eq!(document["failed"], 0);
     assert_servers_gone(&document, 1);
@@ -278,6 +281,11 @@ async fn bench_zk_throughput_with_raw_baseline() {
     let ratio = document["ratio"]["msgs_per_sec"].as_f64().expect("a ratio");
     assert!(ratio > 0.0, "{document}");
     assert!(server.puts_answered() >= 6000, "{}", server.puts_answered());
+    // Not started by the bench: its CPU is not known to it.
+    assert!(
+        run["metaq"]["server_cpu_us_per_msg"].is_null(),
+        "{document}"
+    );
     assert_servers_gone(&document, 0);
     server.stop().await;
 }

@@ -6,6 +6,11 @@
 //! processes, so this is the producer's CPU (with its runtime and the
 //! bench loop), or the raw writer's, never the server's.
 //!
+//! The servers' own CPU is summed from `/proc/<pid>/task/*/schedstat` of
+//! the child processes (nanoseconds on CPU per thread), to show how small
+//! the null server's share is; it is unknown for servers the bench did not
+//! start.
+//!
 //! Peak RSS is the kernel's high-water mark (`VmHWM`), reset before each run
 //! through `/proc/self/clear_refs` so that it belongs to that run; where the
 //! reset is refused it is the peak since the process started.
@@ -49,6 +54,8 @@ pub(crate) struct Measurement {
     pub(crate) tally: Tally,
     pub(crate) elapsed: Duration,
     pub(crate) cpu: Duration,
+    /// CPU of the servers the bench started, when it could be read.
+    pub(crate) server_cpu: Option<Duration>,
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
@@ -56,12 +63,17 @@ pub(crate) struct Measurement {
 pub(crate) struct Meter {
     started: Instant,
     cpu_before: Duration,
+    servers: Vec<u32>,
+    server_cpu_before: Option<Duration>,
 }
 
 impl Meter {
-    pub(crate) fn start() -> Meter {
+    /// `servers`: pids of the server processes to account apart.
+    pub(crate) fn start(servers: &[u32]) -> Meter {
         reset_peak_rss();
         Meter {
+            server_cpu_before: servers_cpu_time(servers),
+            servers: servers.to_vec(),
             cpu_before: cpu_time(),
             started: Instant::now(),
         }
@@ -70,13 +82,36 @@ impl Meter {
     pub(crate) fn finish(self, tally: Tally) -> Measurement {
         let elapsed = self.started.elapsed();
         let cpu = cpu_time().saturating_sub(self.cpu_before);
+        let server_cpu = match (self.server_cpu_before, servers_cpu_time(&self.servers)) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
         Measurement {
             tally,
             elapsed,
             cpu,
+            server_cpu,
             peak_rss_kib: peak_rss_kib(),
         }
     }
+}
+
+/// CPU time of every thread of every process in `pids`; `None` when there
+/// is none or one cannot be read.
+fn servers_cpu_time(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    for pid in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+            total += Duration::from_nanos(nanos);
+        }
+    }
+    Some(total)
 }
 
 /// User plus system time of every thread of this process so far.
@@ -111,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_busy_run_uses_cpu_and_memory() {
-        let meter = Meter::start();
+        let meter = Meter::start(&[std::process::id()]);
         let mut spin = 0u64;
         let until = Instant::now() + Duration::from_millis(30);
         while Instant::now() < until {
@@ -125,5 +160,9 @@ mod tests {
         );
         assert!(measurement.elapsed >= Duration::from_millis(30));
         assert!(measurement.peak_rss_kib.is_some_and(|kib| kib > 0));
+        // This process stands in for a server: its threads' schedstat
+        // saw the spin too.
+        let server_cpu = measurement.server_cpu.expect("own schedstat is readable");
+        assert!(server_cpu >= Duration::from_millis(10), "{server_cpu:?}");
     }
 }

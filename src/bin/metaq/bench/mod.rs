@@ -36,7 +36,8 @@ use workload::{Mode, Workload};
 
 /// What `metaq bench` says about its CPU figure, in the JSON and the header.
 const CPU_ACCOUNTING: &str = "getrusage(RUSAGE_SELF) of the metaq process, user + system, over \
-     the measured sends; servers started by the bench run in child processes and are not counted";
+     the measured sends; servers started by the bench run in child processes and are not counted \
+     there (their own CPU, from /proc/<pid>/task/*/schedstat, is server_cpu_us_per_msg)";
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Baseline {
@@ -243,6 +244,7 @@ fn bench(plan: Plan) -> Result<bool, String> {
             Arc::clone(&plan.work),
             target.zk_connect.clone(),
             target.root.clone(),
+            servers.iter().map(|(pid, _)| *pid).collect(),
             plan.runs,
             plan.baseline,
             !plan.json && std::io::stderr().is_terminal(),
@@ -269,6 +271,7 @@ async fn all_runs(
     work: Arc<Workload>,
     zk: String,
     root: String,
+    servers: Vec<u32>,
     runs: u32,
     baseline: bool,
     show_progress: bool,
@@ -279,14 +282,14 @@ async fn all_runs(
         // Raw first, then metaq, on the same servers one after the other.
         let raw = if baseline {
             let bar = workload::progress_bar(show_progress, work.count, format!("run {run} raw"));
-            let measured = raw::run(&zk, &root, &work, &bar).await?;
+            let measured = raw::run(&zk, &root, &work, &servers, &bar).await?;
             bar.finish_and_clear();
             Some(Figures::new(&measured, size))
         } else {
             None
         };
         let bar = workload::progress_bar(show_progress, work.count, format!("run {run} metaq"));
-        let measured = producer_run::run(&zk, &root, &work, &bar).await?;
+        let measured = producer_run::run(&zk, &root, &work, &servers, &bar).await?;
         bar.finish_and_clear();
         let metaq = Figures::new(&measured, size);
         if show_progress {

@@ -20,6 +20,7 @@ pub(crate) async fn run(
     zk: &str,
     root: &str,
     work: &Workload,
+    servers: &[u32],
     progress: &ProgressBar,
 ) -> Result<Measurement, String> {
     let producer = Producer::builder(zk)
@@ -30,7 +31,7 @@ pub(crate) async fn run(
         .build()
         .await
         .map_err(|e| format!("cannot start the producer: {e}"))?;
-    let outcome = measured(&producer, work, progress).await;
+    let outcome = measured(&producer, work, servers, progress).await;
     producer.close().await;
     outcome
 }
@@ -38,6 +39,7 @@ pub(crate) async fn run(
 async fn measured(
     producer: &Producer,
     work: &Workload,
+    servers: &[u32],
     progress: &ProgressBar,
 ) -> Result<Measurement, String> {
     producer
@@ -54,7 +56,7 @@ async fn measured(
     if let Some(error) = warm_up.first_error {
         return Err(format!("warm-up sends failed: {error}"));
     }
-    let meter = Meter::start();
+    let meter = Meter::start(servers);
     let tally = match work.mode {
         Mode::Throughput => window(producer, work, work.count, progress).await,
         Mode::Latency => one_at_a_time(producer, work, progress).await,

@@ -41,12 +41,13 @@ pub(crate) async fn run(
     zk: &str,
     root: &str,
     work: &Workload,
+    servers: &[u32],
     progress: &ProgressBar,
 ) -> Result<Measurement, String> {
     let brokers = route(zk, root, &work.topic).await?;
     match work.mode {
-        Mode::Throughput => pipelined_all(brokers, work, progress).await,
-        Mode::Latency => ping_pong(&brokers[0], work, progress).await,
+        Mode::Throughput => pipelined_all(brokers, work, servers, progress).await,
+        Mode::Latency => ping_pong(&brokers[0], work, servers, progress).await,
         Mode::Transaction => Err("the raw baseline has no transaction mode".into()),
     }
 }
@@ -138,6 +139,7 @@ impl Block {
 async fn pipelined_all(
     brokers: Vec<BrokerTarget>,
     work: &Workload,
+    servers: &[u32],
     progress: &ProgressBar,
 ) -> Result<Measurement, String> {
     let n = brokers.len() as u64;
@@ -148,7 +150,7 @@ async fn pipelined_all(
         let block = Block::encode(work, &broker.partitions, BLOCK.min(window))?;
         connections.push((connect(&broker.addr).await?, block, count));
     }
-    let meter = Meter::start();
+    let meter = Meter::start(servers);
     let runs = connections.into_iter().map(|(stream, block, count)| {
         let progress = progress.clone();
         tokio::spawn(pipelined(stream, block, count, window, progress))
@@ -293,6 +295,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn ping_pong(
     broker: &BrokerTarget,
     work: &Workload,
+    servers: &[u32],
     progress: &ProgressBar,
 ) -> Result<Measurement, String> {
     let block = Block::encode(work, &broker.partitions, broker.partitions.len())?;
@@ -302,7 +305,7 @@ async fn ping_pong(
     let mut stream = connect(&broker.addr).await?;
     let mut codec = ClientCodec::default();
     let mut buffer = BytesMut::with_capacity(4096);
-    let meter = Meter::start();
+    let meter = Meter::start(servers);
     let mut tally = Tally::default();
     for done in 1..=work.count {
         let started = Instant::now();

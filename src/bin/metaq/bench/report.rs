@@ -18,6 +18,9 @@ pub(crate) struct Figures {
     pub(crate) latency_us: Latency,
     /// CPU time (user + system) of this process over the run, per message.
     pub(crate) cpu_us_per_msg: f64,
+    /// CPU time of the servers the bench started (all their threads), per
+    /// message; absent with `--zk`.
+    pub(crate) server_cpu_us_per_msg: Option<f64>,
     /// Peak resident memory of this process during the run.
     pub(crate) peak_rss_kib: Option<u64>,
     /// Why the first failed message failed.
@@ -55,6 +58,9 @@ impl Figures {
                 max: histogram.max_us().map(round1),
             },
             cpu_us_per_msg: round2(measurement.cpu.as_secs_f64() * 1e6 / messages),
+            server_cpu_us_per_msg: measurement
+                .server_cpu
+                .map(|cpu| round2(cpu.as_secs_f64() * 1e6 / messages)),
             peak_rss_kib: measurement.peak_rss_kib,
             first_error: tally.first_error.clone(),
         }
@@ -81,6 +87,7 @@ impl Figures {
                 max: of_opt(|f| f.latency_us.max),
             },
             cpu_us_per_msg: of(|f| f.cpu_us_per_msg),
+            server_cpu_us_per_msg: of_opt(|f| f.server_cpu_us_per_msg),
             peak_rss_kib: of_opt(|f| f.peak_rss_kib.map(|k| k as f64)).map(|k| k as u64),
             first_error: runs.iter().find_map(|f| f.first_error.clone()),
         }
@@ -122,8 +129,11 @@ pub(crate) fn line(label: &str, figures: &Figures) -> String {
     let rss = figures
         .peak_rss_kib
         .map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let server = figures
+        .server_cpu_us_per_msg
+        .map_or(String::new(), |cpu| format!(" (server {cpu:.2})"));
     let mut text = format!(
-        "{label:<14} {:>11} msgs/s {:>8.1} MB/s  latency µs p50 {} p90 {} p99 {} p99.9 {}  cpu {:.2} µs/msg  peak rss {rss}",
+        "{label:<14} {:>11} msgs/s {:>8.1} MB/s  latency µs p50 {} p90 {} p99 {} p99.9 {}  cpu {:.2}{server} µs/msg  peak rss {rss}",
         thousands(figures.msgs_per_sec.round() as u64),
         figures.mb_per_sec,
         us(l.p50),
@@ -203,6 +213,7 @@ mod tests {
                 ..Latency::default()
             },
             cpu_us_per_msg: 1.0,
+            server_cpu_us_per_msg: None,
             peak_rss_kib: Some(1024),
             first_error: None,
         }
