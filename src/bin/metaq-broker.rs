@@ -3,9 +3,13 @@
 //! ```text
 //! metaq-broker --id 0 --listen 127.0.0.1:8123 --zk 127.0.0.1:2181 --data-dir /tmp/b0 --topic test:4
 //! metaq-broker dump --data-dir /tmp/b0 [--topic test]
+//! metaq-broker null --zk 127.0.0.1:2181 --listen 127.0.0.1:0 --topic bench:4
 //! ```
 //!
-//! On start it prints one line to stdout,
+//! `null` runs the null server (`metaq::broker::null`), which answers every
+//! put at once and stores nothing, for benchmarking producers.
+//!
+//! On start either server prints one line to stdout,
 //! `ready id=<id> addr=<ip:port> uri=<meta://host:port>`, so scripts can learn
 //! the port when `--listen` asked for port 0. Logs go to stderr (`RUST_LOG`).
 
@@ -15,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use metaq::broker::null::NullServer;
 use metaq::broker::store::read_records;
 use metaq::broker::{Broker, BrokerConfig, FlushPolicy, TopicConfig};
 use metaq::protocol::split_body;
@@ -38,6 +43,38 @@ struct Cli {
 enum Command {
     /// Print every stored record as one JSON line.
     Dump(DumpArgs),
+    /// Run a null server: registered like a broker, answers every put with
+    /// 200 at once, stores nothing (for benchmarking producers).
+    Null(NullArgs),
+}
+
+#[derive(Args)]
+struct NullArgs {
+    /// Broker id to register under, 0 to 1023.
+    #[arg(long, default_value_t = 0)]
+    id: u32,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8123")]
+    listen: SocketAddr,
+    /// ZooKeeper connect string, `host:port[,host:port...][/chroot]`.
+    #[arg(long)]
+    zk: String,
+    /// MetaQ root in ZooKeeper.
+    #[arg(long, default_value = "/meta")]
+    root: String,
+    /// Topic to register as NAME:PARTITIONS; repeatable, at least one.
+    #[arg(long = "topic", value_name = "NAME:PARTITIONS", required = true)]
+    topics: Vec<TopicConfig>,
+    /// Host written in the registered URI (default: the listen IP).
+    #[arg(long)]
+    host_name: Option<String>,
+    /// ZooKeeper session timeout in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    zk_session_timeout_ms: u64,
+    /// Runtime worker threads; 1 (the default) serves every connection
+    /// from one thread, which keeps the server's CPU small.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 #[derive(Args)]
@@ -108,6 +145,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Dump(args)) => dump(args),
+        Some(Command::Null(args)) => null(args),
         None => run(cli.run),
     };
     match result {
@@ -157,6 +195,44 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+fn null(args: NullArgs) -> Result<(), String> {
+    let mut builder = NullServer::builder(args.zk)
+        .id(args.id)
+        .listen(args.listen)
+        .root(&args.root)
+        .zk_session_timeout(Duration::from_millis(args.zk_session_timeout_ms));
+    for topic in args.topics {
+        builder = builder.topic(topic);
+    }
+    if let Some(host) = args.host_name {
+        builder = builder.host_name(host);
+    }
+    let runtime = match args.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let server = builder.start().await.map_err(|e| e.to_string())?;
+        println!(
+            "ready id={} addr={} uri={}",
+            args.id,
+            server.local_addr(),
+            server.uri()
+        );
+        wait_for_signal().await;
+        let answered = server.puts_answered();
+        server.stop().await;
+        eprintln!("metaq-broker null: answered {answered} puts");
+        Ok(())
+    })
 }
 
 fn dump(args: DumpArgs) -> Result<(), String> {

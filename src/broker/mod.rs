@@ -6,6 +6,9 @@
 //! COMMIT_ONE_PHASE/TWO_PHASE, ROLLBACK, with timeouts), `version`, `stats`
 //! (the summary for every item) and `quit`. `get`, `offset` and `sync` are
 //! answered 503; XA transactions 500.
+//!
+//! [`null::NullServer`] is its opposite for benchmarks: registered the same
+//! way, it answers every `put` at once and stores nothing.
 
 mod config;
 mod connection;
@@ -13,6 +16,7 @@ mod error;
 mod faults;
 mod handler;
 mod ids;
+pub mod null;
 mod registry;
 mod server;
 mod shared;

@@ -473,7 +473,7 @@ fn check(config: &BrokerConfig) -> Result<(), BrokerError> {
 /// `meta://<host-name or listen IP>:<actual port>`. An unspecified listen IP
 /// (0.0.0.0) says nothing to clients, so loopback is written instead; set a
 /// host name to publish a reachable address.
-fn uri_for(config: &BrokerConfig, local: SocketAddr) -> BrokerUri {
+pub(super) fn uri_for(config: &BrokerConfig, local: SocketAddr) -> BrokerUri {
     let host = config.host_name.clone().unwrap_or_else(|| {
         let ip = match local.ip() {
             ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -3,11 +3,13 @@
 //! ```text
 //! metaq produce --zk 127.0.0.1:2181 --topic test --count 1000 --size 100 --json
 //! metaq routes  --zk 127.0.0.1:2181 --topic test [--json] [--watch]
+//! metaq bench   --null --baseline raw [--threads 2] [--json]
 //! ```
 //!
 //! Exit status: 0 done, 1 failed or refused, [`EXIT_UNSERVED`],
 //! [`EXIT_INTERRUPTED`].
 
+mod bench;
 mod produce;
 mod routes;
 
@@ -56,6 +58,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's brokers and partitions as discovered in ZooKeeper.
     Routes(routes::RoutesArgs),
+    /// Measure the producer: throughput, latency or transactions, against a
+    /// cluster, local brokers or a null server, beside a raw socket writer.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +84,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The bench builds the runtime it measures (`--threads`).
+    let command = match cli.command {
+        Command::Bench(args) => return bench::main(args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -87,9 +97,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Produce(args) => produce::run(args).await,
             Command::Routes(args) => routes::run(args).await,
+            Command::Bench(_) => unreachable!("handled before the runtime"),
         }
     });
     match result {
