@@ -118,16 +118,6 @@ impl Table {
     }
 }
 
-/// What the session does with an answer.
-pub(super) enum Matched {
-    /// A waiting request got it.
-    Delivered,
-    /// Its caller gave up (timed out or dropped): the broker was just late.
-    Late,
-    /// No request of this connection had this opaque: the stream is garbled.
-    Unknown,
-}
-
 impl Requests {
     pub(super) fn new(max_in_flight: usize) -> Self {
         Requests {
@@ -309,28 +299,42 @@ impl Requests {
         waker
     }
 
-    /// An answer came for `opaque`.
-    pub(super) fn answer(&self, response: Response) -> Matched {
-        let opaque = response.opaque;
-        let mut table = self.table();
-        match table.waiting_by_opaque.remove(&opaque) {
-            Some(index) => {
-                let waker = self.resolve(&mut table, index, Ok(response));
-                // Answers come roughly in order: drop the deadlines of
-                // answered requests as they reach the front.
-                let Table {
-                    deadlines, slots, ..
-                } = &mut *table;
-                deadlines.drop_answered(slots);
-                drop(table);
-                if let Some(waker) = waker {
-                    waker.wake();
+    /// Answers came (all of `answers`, which is left empty; `wakers` is
+    /// scratch room, kept by the caller so a batch allocates nothing).
+    /// Returns the opaque of one that matches no request of this
+    /// connection, if any: the stream is garbled. Answers before it are
+    /// delivered.
+    pub(super) fn answer_all(
+        &self,
+        answers: &mut Vec<Response>,
+        wakers: &mut Vec<Waker>,
+    ) -> Option<i32> {
+        let mut unknown = None;
+        {
+            let mut table = self.table();
+            for response in answers.drain(..) {
+                let opaque = response.opaque;
+                match table.waiting_by_opaque.remove(&opaque) {
+                    Some(index) => wakers.extend(self.resolve(&mut table, index, Ok(response))),
+                    None if table.abandoned.remove(opaque) => {
+                        tracing::debug!(opaque, "late answer for a request given up");
+                    }
+                    None => {
+                        unknown = Some(opaque);
+                        break;
+                    }
                 }
-                Matched::Delivered
             }
-            None if table.abandoned.remove(opaque) => Matched::Late,
-            None => Matched::Unknown,
+            // Answers come roughly in order: drop the deadlines of answered
+            // requests as they reach the front.
+            let Table {
+                deadlines, slots, ..
+            } = &mut *table;
+            deadlines.drop_answered(slots);
         }
+        wakers.drain(..).for_each(Waker::wake);
+        answers.clear(); // what followed an unknown opaque
+        unknown
     }
 
     /// A socket is up: requests may be queued for generation `epoch`.
@@ -553,6 +557,11 @@ mod tests {
         Response::text(StatusCode(200), opaque, "ok")
     }
 
+    /// What the session makes of one answer: `None` if it is no garbage.
+    fn answer(requests: &Requests, response: Response) -> Option<i32> {
+        requests.answer_all(&mut vec![response], &mut Vec::new())
+    }
+
     fn poll(reply: &mut PendingReply) -> Poll<Result<Response, RequestError>> {
         let mut cx = Context::from_waker(Waker::noop());
         pin!(reply).poll(&mut cx)
@@ -575,10 +584,7 @@ mod tests {
         ));
         let opaque = opaque_of(&requests);
         assert!(poll(&mut reply).is_pending());
-        assert!(matches!(
-            requests.answer(answer_to(opaque)),
-            Matched::Delivered
-        ));
+        assert_eq!(answer(&requests, answer_to(opaque)), None);
         assert_eq!(requests.waiting(), 0);
         assert!(matches!(poll(&mut reply), Poll::Ready(Ok(r)) if r.opaque == opaque));
     }
@@ -590,16 +596,10 @@ mod tests {
         let opaque = opaque_of(&requests);
         drop(reply);
         assert_eq!(requests.waiting(), 0);
-        assert!(matches!(requests.answer(answer_to(opaque)), Matched::Late));
-        // One answer per request: a second one is garbage.
-        assert!(matches!(
-            requests.answer(answer_to(opaque)),
-            Matched::Unknown
-        ));
-        assert!(matches!(
-            requests.answer(answer_to(opaque + 1)),
-            Matched::Unknown
-        ));
+        assert_eq!(answer(&requests, answer_to(opaque)), None); // late, not garbage
+                                                                // One answer per request: a second one is garbage.
+        assert_eq!(answer(&requests, answer_to(opaque)), Some(opaque));
+        assert_eq!(answer(&requests, answer_to(opaque + 1)), Some(opaque + 1));
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
@@ -22,10 +22,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::inflight::{Matched, Requests};
+use super::inflight::Requests;
 use super::next_opaque;
 use super::settings::ConnectionSettings;
-use crate::protocol::{ClientCodec, CodecError, DecodeLimits, Request as Frame, DEFAULT_MAX_LINE};
+use crate::protocol::{
+    ClientCodec, CodecError, DecodeLimits, Request as Frame, Response, DEFAULT_MAX_LINE,
+};
 
 /// Non-200 heartbeat answers in a row before the connection is dropped.
 const HEARTBEAT_FAILURES: u32 = 3;
@@ -71,6 +73,10 @@ pub(crate) async fn run_session(
     // The earliest request deadline, as the table last told.
     let mut request_deadline: Option<Instant> = None;
     let mut timer = pin!(sleep_until(last_read + settings.heartbeat_interval));
+    // Answers taken in one batch, and why reading stopped, if it did.
+    let mut answered: Vec<Response> = Vec::new();
+    let mut wakers = Vec::new();
+    let mut failure: Option<String> = None;
 
     let end = loop {
         let check_at = match &heartbeat {
@@ -84,32 +90,53 @@ pub(crate) async fn run_session(
         tokio::select! {
             biased;
             _ = close.cancelled() => break SessionEnd::Closed,
-            frame = answers.next() => match frame {
-                Some(Ok(response)) => {
-                    last_read = Instant::now();
-                    if heartbeat.as_ref().is_some_and(|h| h.opaque == response.opaque) {
-                        heartbeat = None;
-                        if response.code.is_success() {
-                            heartbeat_failures = 0;
-                        } else {
-                            heartbeat_failures += 1;
-                            if heartbeat_failures >= HEARTBEAT_FAILURES {
-                                break SessionEnd::Failed(format!("{HEARTBEAT_FAILURES} failed heartbeats"));
+            frame = answers.next() => {
+                // Take every answer already buffered in one go: one clock
+                // read and one lock of the table for the lot.
+                let mut frame = frame;
+                loop {
+                    match frame {
+                        Some(Ok(response)) => {
+                            if heartbeat.as_ref().is_some_and(|h| h.opaque == response.opaque) {
+                                heartbeat = None;
+                                if response.code.is_success() {
+                                    heartbeat_failures = 0;
+                                } else {
+                                    heartbeat_failures += 1;
+                                }
+                            } else {
+                                answered.push(response);
                             }
                         }
-                    } else {
-                        let opaque = response.opaque;
-                        match requests.answer(response) {
-                            Matched::Delivered => {}
-                            Matched::Late => debug!(opaque, "late answer for a request given up"),
-                            Matched::Unknown => break SessionEnd::Failed(format!("answer for unknown opaque {opaque}")),
+                        Some(Err(CodecError::Io(e))) => {
+                            failure = Some(format!("read failed: {e}"));
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            failure = Some(format!("garbled answer: {e}"));
+                            break;
+                        }
+                        None => {
+                            failure = Some("closed by the broker".into());
+                            break;
                         }
                     }
+                    match answers.next().now_or_never() {
+                        Some(next) => frame = next,
+                        None => break,
+                    }
                 }
-                Some(Err(CodecError::Io(e))) => break SessionEnd::Failed(format!("read failed: {e}")),
-                Some(Err(e)) => break SessionEnd::Failed(format!("garbled answer: {e}")),
-                None => break SessionEnd::Failed("closed by the broker".into()),
-            },
+                last_read = Instant::now();
+                if let Some(opaque) = requests.answer_all(&mut answered, &mut wakers) {
+                    break SessionEnd::Failed(format!("answer for unknown opaque {opaque}"));
+                }
+                if let Some(reason) = failure.take() {
+                    break SessionEnd::Failed(reason);
+                }
+                if heartbeat_failures >= HEARTBEAT_FAILURES {
+                    break SessionEnd::Failed(format!("{HEARTBEAT_FAILURES} failed heartbeats"));
+                }
+            }
             written_now = write_half.write(&out), if !out.is_empty() => match written_now {
                 Ok(0) => break SessionEnd::Failed("socket closed for writing".into()),
                 Ok(n) => {

@@ -245,7 +245,7 @@ impl Producer {
                 // the first attempt gets its share of the send timeout.
                 let share =
                     self.inner.config.send_timeout / send::max_attempts(&self.inner, &message);
-                let first = span.in_scope(|| self.inner.try_queue(&message, &[], share));
+                let first = span.in_scope(|| self.inner.try_queue(&message, &[], start, share));
                 match first {
                     Ok(in_flight) => send::SendState::First {
                         producer: self.clone(),

@@ -41,12 +41,14 @@ pub(crate) enum NotQueued {
 }
 
 impl ProducerInner {
-    /// Chooses a partition and queues the put without waiting. `avoid`
-    /// lists brokers this send already tried.
+    /// Chooses a partition and queues the put without waiting; its answer
+    /// is due `timeout` after `start` (now, read once by the caller).
+    /// `avoid` lists brokers this send already tried.
     pub(crate) fn try_queue(
         &self,
         message: &Message,
         avoid: &[u32],
+        start: Instant,
         timeout: Duration,
     ) -> Result<InFlight, NotQueued> {
         let Some(topic) = self.topic(message.topic()) else {
@@ -61,7 +63,7 @@ impl ProducerInner {
         if waits_for_connection(message, &connection) {
             return Err(NotQueued::Later); // the slow path waits
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = start + timeout;
         let reply = match connection.try_request(None, deadline, |out, opaque| {
             encode_put_into(out, opaque, message, partition, None)
         }) {
