@@ -221,3 +221,34 @@ async fn interrupt_stops_a_rate_limited_count() {
     assert_eq!(summary["failed"], 0, "{summary}");
     assert_eq!(bodies(&b0, TOPIC).len() as u64, sent, "{summary}");
 }
+
+/// A reader of `--json` that goes away (`metaq produce --json | head -1`)
+/// ends the command quietly with 141 (128 + SIGPIPE), as a shell tool the
+/// signal ended, not with a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_the_command_without_a_panic() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    init_tracing();
+    let root = unique_root();
+    let _b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let zk = zk().connect_string();
+    let mut command = metaq(&[
+        "produce", "--zk", &zk, "--root", &root, "--topic", TOPIC, "--count", "5000", "--json",
+    ]);
+    command.stdin(std::process::Stdio::null());
+    let mut child = command.spawn().expect("metaq starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().expect("a first line");
+    assert!(first.contains("\"line\""), "{first}");
+    drop(stdout); // as `head -1` exits
+    let mut text = String::new();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        stderr.read_to_string(&mut text).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("metaq ended within 60 s of losing its reader");
+    assert_eq!(ended.code(), Some(141), "{ended}: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}

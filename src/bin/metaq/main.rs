@@ -9,6 +9,15 @@
 //! Exit status: 0 done, 1 failed or refused, [`EXIT_UNSERVED`],
 //! [`EXIT_INTERRUPTED`].
 
+/// `println!` that ends the process quietly when stdout's reader went away
+/// (`metaq produce --json | head -1`), as a shell tool killed by SIGPIPE
+/// does, instead of panicking. Declared before the modules that use it.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod produce;
 mod routes;
@@ -109,5 +118,20 @@ fn main() -> ExitCode {
             eprintln!("metaq: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes one line to stdout; see [`say!`].
+pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // 128 + SIGPIPE, the status of a tool the signal ended.
+            std::process::exit(141);
+        }
+        eprintln!("metaq: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }

@@ -115,15 +115,15 @@ fn print(route: &TopicRoute, as_json: bool) {
             .map(|(id, uri)| (id.to_string(), json!(uri.to_string())))
             .collect();
         let partitions: Vec<_> = route.partitions.iter().map(|p| p.to_string()).collect();
-        println!(
+        say!(
             "{}",
             json!({ "topic": route.topic, "brokers": brokers, "partitions": partitions })
         );
         return;
     }
-    println!("topic {}", route.topic);
+    say!("topic {}", route.topic);
     if route.brokers.is_empty() {
-        println!("  no broker serves it");
+        say!("  no broker serves it");
     }
     for (id, uri) in &route.brokers {
         let parts: Vec<_> = route
@@ -132,6 +132,6 @@ fn print(route: &TopicRoute, as_json: bool) {
             .filter(|p| p.broker_id == *id)
             .map(|p| p.to_string())
             .collect();
-        println!("  broker {id} {uri}: {}", parts.join(" "));
+        say!("  broker {id} {uri}: {}", parts.join(" "));
     }
 }

@@ -344,7 +344,7 @@ fn print(plan: &Plan, servers: &[(u32, SocketAddr)], results: &[RunResult]) -> b
             "sent": metaq.iter().map(|f| f.sent).sum::<u64>(),
             "failed": failed,
         });
-        println!("{document}");
+        say!("{document}");
         return failed == 0;
     }
     let servers = match &plan.target.kind {
@@ -372,23 +372,23 @@ fn print(plan: &Plan, servers: &[(u32, SocketAddr)], results: &[RunResult]) -> b
             work.transactions_at_once()
         )),
     }
-    println!("{header}");
-    println!("cpu: {CPU_ACCOUNTING}");
+    say!("{header}");
+    say!("cpu: {CPU_ACCOUNTING}");
     for (i, result) in results.iter().enumerate() {
         if let Some(raw) = &result.raw {
-            println!("{}", report::line(&format!("run {} raw", i + 1), raw));
+            say!("{}", report::line(&format!("run {} raw", i + 1), raw));
         }
-        println!(
+        say!(
             "{}",
             report::line(&format!("run {} metaq", i + 1), &result.metaq)
         );
     }
     if let Some(raw) = &raw_median {
-        println!("{}", report::line("median raw", raw));
+        say!("{}", report::line("median raw", raw));
     }
-    println!("{}", report::line("median metaq", &metaq_median));
+    say!("{}", report::line("median metaq", &metaq_median));
     if let Some(ratio) = &ratio {
-        println!("{}", report::ratio_line(ratio));
+        say!("{}", report::ratio_line(ratio));
     }
     failed == 0
 }

@@ -83,7 +83,7 @@ pub(crate) fn run(spec: ServeSpec) -> Result<(), String> {
 }
 
 fn ready(id: u32, addr: SocketAddr, uri: &str) {
-    println!("ready id={id} addr={addr} uri={uri}");
+    say!("ready id={id} addr={addr} uri={uri}");
 }
 
 /// Resolves when stdin reaches end-of-file (the parent closed it or died),

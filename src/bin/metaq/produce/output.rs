@@ -62,7 +62,7 @@ impl Output {
                 if self.json {
                     // `id_str`: JSON tools that read numbers as doubles
                     // (jq) change ids above 2^53.
-                    println!(
+                    say!(
                         "{}",
                         json!({
                             "line": line,
@@ -78,7 +78,7 @@ impl Output {
                 self.failed += 1;
                 let kind = kind(error);
                 if self.json {
-                    println!(
+                    say!(
                         "{}",
                         json!({ "line": line, "error": error.to_string(), "kind": kind })
                     );
@@ -104,7 +104,7 @@ impl Output {
             self.count_partition(*partition);
         }
         if self.json {
-            println!(
+            say!(
                 "{}",
                 json!({
                     "transaction": report.key,
@@ -123,7 +123,7 @@ impl Output {
         self.failed += report.messages;
         let kind = kind(error);
         if self.json {
-            println!(
+            say!(
                 "{}",
                 json!({
                     "transaction": report.key,
@@ -154,7 +154,7 @@ impl Output {
         let rate = (self.sent + self.failed) as f64 / elapsed.as_secs_f64().max(1e-9);
         let interrupted = matches!(ended, Ended::Interrupted);
         if self.json {
-            println!(
+            say!(
                 "{}",
                 json!({
                     "sent": self.sent,
@@ -178,7 +178,7 @@ impl Output {
 }
 
 fn print_text_summary(output: &Output, elapsed: Duration, rate: f64, interrupted: bool) {
-    println!(
+    say!(
         "sent {} failed {} in {:.3}s ({:.0} msgs/s)",
         output.sent,
         output.failed,
@@ -186,13 +186,13 @@ fn print_text_summary(output: &Output, elapsed: Duration, rate: f64, interrupted
         rate
     );
     if interrupted {
-        println!(
+        say!(
             "interrupted: {} send(s) left without an answer",
             output.unanswered
         );
     }
     for (partition, count) in &output.per_partition {
-        println!("  {partition}: {count}");
+        say!("  {partition}: {count}");
     }
 }
 
