@@ -107,9 +107,10 @@ impl Table {
             .is_some_and(|slot| matches!(slot.state, State::Waiting(_)))
     }
 
-    fn vacate(&mut self, ticket: Ticket) {
-        self.slots[ticket.slot as usize].state = State::Vacant;
+    /// Frees a slot; returns what it held, to be dropped outside the lock.
+    fn vacate(&mut self, ticket: Ticket) -> State {
         self.free.push(ticket.slot);
+        std::mem::replace(&mut self.slots[ticket.slot as usize].state, State::Vacant)
     }
 
     /// Requests waiting for an answer: the room they take.
@@ -244,9 +245,14 @@ impl Requests {
         };
         match &mut slot.state {
             State::Waiting(waker) => {
-                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *waker = Some(cx.waker().clone());
+                if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    return Poll::Pending;
                 }
+                // Wakers are dropped outside the lock: dropping one may run
+                // arbitrary code.
+                let old = waker.replace(cx.waker().clone());
+                drop(table);
+                drop(old);
                 Poll::Pending
             }
             State::Done(_) => {
@@ -272,7 +278,9 @@ impl Requests {
             table.abandoned.insert(ticket.opaque);
             self.room_given_back(&table);
         }
-        table.vacate(ticket);
+        let held = table.vacate(ticket);
+        drop(table);
+        drop(held); // a waker, or an answer nobody will read
     }
 
     fn room_given_back(&self, table: &Table) {

@@ -5,24 +5,29 @@
 //! and return `None` for anything else so that the general parser decides
 //! (and explains) it.
 
-/// The decimal integer `word` spells, if it is `-?[0-9]{1,18}`.
+/// The decimal integer `word` spells, if it is `-?[0-9]{1,19}` and fits
+/// an `i64` (message ids take all 19 digits).
 pub(crate) fn int(word: &[u8]) -> Option<i64> {
     let (negative, digits) = match word.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, word),
     };
-    // 18 digits cannot overflow an i64; longer words take the slow path.
-    if digits.is_empty() || digits.len() > 18 {
+    // 19 digits cannot overflow a u64; longer words take the slow path.
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    let mut value: i64 = 0;
+    let mut magnitude: u64 = 0;
     for &b in digits {
         if !b.is_ascii_digit() {
             return None;
         }
-        value = value * 10 + i64::from(b - b'0');
+        magnitude = magnitude * 10 + u64::from(b - b'0');
     }
-    Some(if negative { -value } else { value })
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
 }
 
 /// Exactly `N` words separated by single spaces, each a plain integer.
@@ -50,7 +55,19 @@ mod tests {
         assert_eq!(int(b"0"), Some(0));
         assert_eq!(int(b"-2147483648"), Some(-2_147_483_648));
         assert_eq!(int(b"999999999999999999"), Some(999_999_999_999_999_999));
-        for word in [&b""[..], b"-", b"+1", b"1x", b" 1", b"1234567890123456789"] {
+        assert_eq!(int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(int(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(int(b"2065237344906121217"), Some(2_065_237_344_906_121_217));
+        for word in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"1x",
+            b" 1",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"12345678901234567890",
+        ] {
             assert_eq!(int(word), None, "{:?}", String::from_utf8_lossy(word));
         }
     }
@@ -66,9 +83,13 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn agrees_with_from_str(n: i64) {
-            let text = n.to_string();
-            if let Some(parsed) = int(text.as_bytes()) {
-                proptest::prop_assert_eq!(parsed, n);
+            proptest::prop_assert_eq!(int(n.to_string().as_bytes()), Some(n));
+        }
+
+        #[test]
+        fn never_disagrees_with_from_str(word in "-?[0-9]{0,21}") {
+            if let Some(parsed) = int(word.as_bytes()) {
+                proptest::prop_assert_eq!(Some(parsed), word.parse::<i64>().ok());
             }
         }
     }
