@@ -185,8 +185,12 @@ impl ProducerInner {
         // to the broker this send had just failed on and that is down.
         let connected = |p: Partition| route.connection(p).is_some_and(|c| c.is_ready());
         let untried = |p: Partition| !avoid.contains(&p.broker_id);
-        let healthy =
-            |p: Partition| untried(p) && route.connection(p).is_some_and(|c| c.is_usable());
+        // Nearly always every broker is healthy and none was tried: then the
+        // first tier admits every partition without a lookup per partition.
+        let all_healthy = avoid.is_empty() && route.all_usable();
+        let healthy = |p: Partition| {
+            all_healthy || (untried(p) && route.connection(p).is_some_and(|c| c.is_usable()))
+        };
         let connected_untried = |p: Partition| untried(p) && connected(p);
         let tiers: [&(dyn Fn(Partition) -> bool + Sync); 4] =
             [&healthy, &connected_untried, &connected, &untried];

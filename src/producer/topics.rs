@@ -21,11 +21,30 @@ use crate::net::{Connection, ConnectionPool};
 pub(crate) struct Route {
     pub(crate) partitions: Vec<Partition>,
     pub(crate) connections: BTreeMap<u32, Connection>,
+    /// Whether every partition's broker has a connection here.
+    covered: bool,
 }
 
 impl Route {
+    pub(crate) fn new(partitions: Vec<Partition>, connections: BTreeMap<u32, Connection>) -> Self {
+        let covered = partitions
+            .iter()
+            .all(|p| connections.contains_key(&p.broker_id));
+        Route {
+            partitions,
+            connections,
+            covered,
+        }
+    }
+
     pub(crate) fn connection(&self, partition: Partition) -> Option<&Connection> {
         self.connections.get(&partition.broker_id)
+    }
+
+    /// Whether every partition can take a send right now: one check per
+    /// broker, instead of one per partition in every send's selection.
+    pub(crate) fn all_usable(&self) -> bool {
+        self.covered && self.connections.values().all(Connection::is_usable)
     }
 }
 
@@ -167,10 +186,9 @@ async fn apply(
     if !route.partitions.is_empty() {
         state.served.store(true, Ordering::Relaxed);
     }
-    state.route.store(Arc::new(Route {
-        partitions: route.partitions.clone(),
-        connections: next.clone(),
-    }));
+    state
+        .route
+        .store(Arc::new(Route::new(route.partitions.clone(), next.clone())));
     state.applied.send_modify(|n| *n += 1);
     info!(
         brokers = route.brokers.len(),
