@@ -866,7 +866,8 @@ async fn unkeyed_sends_wait_for_a_reconnect_keyed_ones_fail_promptly() {
 }
 
 /// A send that finds no room on its connection before the send timeout
-/// fails as "not sent", and its error lists that attempt.
+/// fails as "not sent", and its error lists that attempt. The room is held
+/// by a transaction's BEGIN, whose own timeout (5 s) outlasts the send's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_room_before_the_timeout_is_not_sent_with_its_attempt() {
     init_tracing();
@@ -875,25 +876,31 @@ async fn no_room_before_the_timeout_is_not_sent_with_its_attempt() {
     let producer = producer(&root)
         .max_in_flight(1)
         .send_timeout(Duration::from_millis(500))
+        .transaction_request_timeout(Duration::from_secs(5))
         .retries(0)
         .build()
         .await
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &parts(0, 1)).await;
     b0.delay_responses(Duration::from_secs(2));
-    // Queued at once, holding the connection's only slot until it is
-    // awaited and gives up.
-    let first = producer.send(Message::new(TOPIC, "slow"));
+    let mut tx = producer.begin_transaction().unwrap();
+    let mut holder = Box::pin(tx.send(Message::new(TOPIC, "in a transaction")));
+    // One poll queues the BEGIN, which takes the connection's only slot.
+    assert!(futures::poll!(holder.as_mut()).is_pending());
     let error = producer
         .send(Message::new(TOPIC, "waits"))
         .await
         .expect_err("no room");
-    let first = first.await.expect_err("answered too late");
-    assert_eq!(first.delivery(), Some(Delivery::MaybeSent));
     assert!(matches!(error, Error::NotSent { .. }), "{error:?}");
     assert_eq!(error.attempts().len(), 1, "{error}");
     assert_eq!(error.attempts()[0].broker, b0.uri());
     assert!(error.attempts()[0].cause.contains("no room"), "{error}");
+    b0.delay_responses(Duration::ZERO);
+    holder
+        .await
+        .expect("the transaction's put, once BEGIN is answered");
+    tx.rollback().await.unwrap();
     b0.delay_responses(Duration::ZERO);
     producer.close().await;
 }

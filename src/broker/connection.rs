@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::handler::Reply;
+use super::put_batch::{one, Answers, PutBatch};
 use super::shared::{Shared, Stats};
 use super::transactions::TxSession;
 use crate::protocol::{DecodeLimits, Request, Response, ServerCodec, DEFAULT_MAX_LINE};
@@ -54,7 +55,8 @@ async fn run(shared: Arc<Shared>, stream: TcpStream, stop: Stop) {
         max_body: shared.config.max_message_size,
     };
     let mut frames = FramedRead::new(read_half, ServerCodec::new(limits));
-    let mut in_flight: FuturesUnordered<Reply> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<Answers> = FuturesUnordered::new();
+    let mut puts = PutBatch::default();
     let mut txs = TxSession::new(Arc::clone(&shared));
     let mut out = BytesMut::new();
     let mut reading = true;
@@ -64,11 +66,11 @@ async fn run(shared: Arc<Shared>, stream: TcpStream, stop: Stop) {
             biased;
             _ = stop.kill.cancelled() => break,
             _ = stop.drain.cancelled(), if reading => reading = false,
-            Some(response) = in_flight.next() => {
-                write(&mut out, &response);
+            Some(responses) = in_flight.next() => {
+                responses.iter().for_each(|r| write(&mut out, r));
                 // Coalesce every other answer that is already done.
-                while let Some(Some(response)) = in_flight.next().now_or_never() {
-                    write(&mut out, &response);
+                while let Some(Some(responses)) = in_flight.next().now_or_never() {
+                    responses.iter().for_each(|r| write(&mut out, r));
                 }
                 // A client that stops reading must not keep this task (and
                 // the broker it holds) alive past a kill.
@@ -82,22 +84,40 @@ async fn run(shared: Arc<Shared>, stream: TcpStream, stop: Stop) {
                 out.clear();
             }
             expired = txs.next_expired() => txs.expire(expired),
-            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => match frame {
-                None => reading = false,
-                Some(Err(e)) => {
-                    warn!(error = %e, "bad frame; closing the connection");
-                    reading = false;
-                }
-                Some(Ok(Request::Quit)) => reading = false,
-                Some(Ok(request)) => {
-                    if shared.faults.stalled() {
-                        continue;
+            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => {
+                // Take every request already buffered: plain puts are
+                // appended together, anything else in its turn.
+                let mut frame = frame;
+                loop {
+                    match frame {
+                        None => reading = false,
+                        Some(Err(e)) => {
+                            warn!(error = %e, "bad frame; closing the connection");
+                            reading = false;
+                        }
+                        Some(Ok(Request::Quit)) => reading = false,
+                        Some(Ok(_)) if shared.faults.stalled() => {}
+                        Some(Ok(Request::Put(put))) if put.tx_key.is_none() => {
+                            puts.add(&shared, put);
+                        }
+                        Some(Ok(request)) => {
+                            // Puts read before it are queued before it.
+                            submit(&shared, &mut puts, &mut in_flight);
+                            if let Some(reply) = dispatch(&shared, &mut txs, request) {
+                                in_flight.push(delayed(&shared, one(reply)));
+                            }
+                        }
                     }
-                    if let Some(reply) = dispatch(&shared, &mut txs, request) {
-                        in_flight.push(delayed(&shared, reply));
+                    if !reading || in_flight.len() + puts.len() >= MAX_IN_FLIGHT {
+                        break;
+                    }
+                    match frames.next().now_or_never() {
+                        Some(next) => frame = next,
+                        None => break,
                     }
                 }
-            },
+                submit(&shared, &mut puts, &mut in_flight);
+            }
         }
     }
     txs.rollback_all();
@@ -122,17 +142,27 @@ fn dispatch(shared: &Arc<Shared>, txs: &mut TxSession, request: Request) -> Opti
     })
 }
 
+/// Queues the appends of the plain puts read so far.
+fn submit(shared: &Arc<Shared>, puts: &mut PutBatch, in_flight: &mut FuturesUnordered<Answers>) {
+    if puts.len() == 0 {
+        return;
+    }
+    for answers in puts.submit(shared) {
+        in_flight.push(delayed(shared, answers));
+    }
+}
+
 /// Applies the injected response delay, if any. The append was already
 /// queued by the handler; only the answer waits.
-fn delayed(shared: &Shared, reply: Reply) -> Reply {
+fn delayed(shared: &Shared, answers: Answers) -> Answers {
     let delay = shared.faults.response_delay();
     if delay.is_zero() {
-        return reply;
+        return answers;
     }
     async move {
-        let response = reply.await;
+        let responses = answers.await;
         tokio::time::sleep(delay).await;
-        response
+        responses
     }
     .boxed()
 }

@@ -23,6 +23,13 @@ pub(crate) fn error(code: StatusCode, opaque: i32, text: impl Into<String>) -> R
     ready(Response::text(code, opaque, text))
 }
 
+/// What a put's answer needs once its record is appended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PutAnswer {
+    pub(crate) opaque: i32,
+    pub(crate) id: i64,
+}
+
 /// A put target that passed validation.
 pub(crate) struct Target {
     pub(crate) partition: u32,
@@ -70,6 +77,33 @@ impl Shared {
 
     /// A plain (non-transactional) put.
     pub(crate) fn put(self: &Arc<Self>, put: PutRequest) -> Reply {
+        let partition = match self.accept_put(&put) {
+            Ok(partition) => partition,
+            Err(refusal) => return refusal,
+        };
+        let record = Record {
+            id: self.ids.next_id(),
+            flag: put.flag,
+            body: put.body,
+        };
+        let answer = PutAnswer {
+            opaque: put.opaque,
+            id: record.id,
+        };
+        // Queued now, so appends keep the order the client sent them in.
+        let appended = self.store.append(&put.topic, partition, vec![record]);
+        let shared = Arc::clone(self);
+        async move {
+            let offsets = appended.await;
+            let mut answers = shared.put_answers(&put.topic, partition, &[answer], offsets);
+            answers.pop().expect("one answer per put")
+        }
+        .boxed()
+    }
+
+    /// Counts a put and checks it (injected failure, topic, partition,
+    /// size, checksum): the partition it goes to, or the refusal.
+    pub(crate) fn accept_put(&self, put: &PutRequest) -> Result<u32, Reply> {
         Stats::bump(&self.stats.cmd_put);
         let opaque = put.opaque;
         let fail = |this: &Self, detail: &str| {
@@ -82,51 +116,66 @@ impl Shared {
         };
         if let Some(code) = self.faults.take_put_failure() {
             Stats::bump(&self.stats.put_failed);
-            return error(code, opaque, "injected failure");
+            return Err(error(code, opaque, "injected failure"));
         }
-        let target = match self.check_put(&put.topic, put.partition, put.body.len(), true) {
-            Ok(target) => target,
-            Err(detail) => return fail(self, &detail),
-        };
+        let target = self
+            .check_put(&put.topic, put.partition, put.body.len(), true)
+            .map_err(|detail| fail(self, &detail))?;
         if let Some(expected) = put.checksum.filter(|c| *c != -1) {
             if expected != checksum(&put.body) {
-                return fail(
+                return Err(fail(
                     self,
                     "Checksum failure,message may be corrupted when transfering on networking.",
-                );
+                ));
             }
         }
-        let record = Record {
-            id: self.ids.next_id(),
-            flag: put.flag,
-            body: put.body,
-        };
-        let id = record.id;
-        let shared = Arc::clone(self);
-        let partition = target.partition;
-        // Queued now, so appends keep the order the client sent them in.
-        let appended = self.store.append(&put.topic, partition, vec![record]);
-        async move {
-            match appended.await {
-                Ok(offsets) => {
-                    Stats::bump(&shared.stats.total_messages);
-                    Response::text(
-                        StatusCode::SUCCESS,
-                        opaque,
-                        format!("{id} {partition} {}", offsets[0]),
-                    )
-                }
-                Err(e) => {
-                    warn!(topic = %put.topic, partition, error = %e, "append failed");
-                    Stats::bump(&shared.stats.put_failed);
-                    // MetaQ answers an I/O failure with the bare prefix.
-                    let text = shared.put_failure(&put.topic, partition as i32, "");
-                    let text = text.trim_end_matches("Detail:").to_owned();
-                    Response::text(StatusCode::INTERNAL_SERVER_ERROR, opaque, text)
-                }
+        Ok(target.partition)
+    }
+
+    /// The answers to puts appended together to one partition: each its
+    /// offset, or all the same failure.
+    pub(crate) fn put_answers(
+        &self,
+        topic: &str,
+        partition: u32,
+        puts: &[PutAnswer],
+        offsets: std::io::Result<Vec<i64>>,
+    ) -> Vec<Response> {
+        let offsets = offsets.and_then(|offsets| {
+            if offsets.len() == puts.len() {
+                Ok(offsets)
+            } else {
+                Err(std::io::Error::other(format!(
+                    "{} offsets for {} records",
+                    offsets.len(),
+                    puts.len()
+                )))
+            }
+        });
+        match offsets {
+            Ok(offsets) => puts
+                .iter()
+                .zip(offsets)
+                .map(|(put, offset)| {
+                    Stats::bump(&self.stats.total_messages);
+                    let mut text = String::with_capacity(40);
+                    let _ = write!(text, "{} {partition} {offset}", put.id);
+                    Response::text(StatusCode::SUCCESS, put.opaque, text)
+                })
+                .collect(),
+            Err(e) => {
+                warn!(topic, partition, error = %e, "append failed");
+                // MetaQ answers an I/O failure with the bare prefix.
+                let text = self.put_failure(topic, partition as i32, "");
+                let text = text.trim_end_matches("Detail:").to_owned();
+                puts.iter()
+                    .map(|put| {
+                        Stats::bump(&self.stats.put_failed);
+                        Response::text(StatusCode::INTERNAL_SERVER_ERROR, put.opaque, text.clone())
+                    })
+                    .collect()
             }
         }
-        .boxed()
     }
 
     /// A put whose body was skipped by the decoder for being over the limit.

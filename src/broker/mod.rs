@@ -17,6 +17,7 @@ mod faults;
 mod handler;
 mod ids;
 pub mod null;
+mod put_batch;
 mod registry;
 mod server;
 mod shared;
