@@ -158,9 +158,19 @@ impl Shared {
                 .zip(offsets)
                 .map(|(put, offset)| {
                     Stats::bump(&self.stats.total_messages);
-                    let mut text = String::with_capacity(40);
-                    let _ = write!(text, "{} {partition} {offset}", put.id);
-                    Response::text(StatusCode::SUCCESS, put.opaque, text)
+                    // `<id> <partition> <offset>` without the fmt machinery.
+                    let mut numbers = itoa::Buffer::new();
+                    let mut body = bytes::BytesMut::with_capacity(44);
+                    body.extend_from_slice(numbers.format(put.id).as_bytes());
+                    body.extend_from_slice(b" ");
+                    body.extend_from_slice(numbers.format(partition).as_bytes());
+                    body.extend_from_slice(b" ");
+                    body.extend_from_slice(numbers.format(offset).as_bytes());
+                    Response {
+                        code: StatusCode::SUCCESS,
+                        opaque: put.opaque,
+                        body: body.freeze(),
+                    }
                 })
                 .collect(),
             Err(e) => {

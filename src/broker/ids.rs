@@ -31,10 +31,21 @@ impl IdGenerator {
     }
 
     pub(crate) fn next_id(&self) -> i64 {
-        let now = SystemTime::now()
+        self.next_id_at(Self::tick())
+    }
+
+    /// The clock's current tick, for [`next_id_at`](Self::next_id_at):
+    /// ids taken together (a batch of puts) read the clock once.
+    pub(crate) fn tick() -> i64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
-            - EPOCH_MILLIS;
+            - EPOCH_MILLIS
+    }
+
+    /// The next id, the clock reading `now` (from [`tick`](Self::tick)).
+    /// Ids stay unique and increasing whatever `now` says.
+    pub(crate) fn next_id_at(&self, now: i64) -> i64 {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = self.after(last, now);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt};
 
 use super::handler::{PutAnswer, Reply};
+use super::ids::IdGenerator;
 use super::shared::Shared;
 use super::store::Record;
 use crate::protocol::{PutRequest, Response};
@@ -26,6 +27,8 @@ pub(crate) struct PutBatch {
     groups: Vec<Group>,
     refused: Vec<Reply>,
     puts: usize,
+    /// The id clock, read once per batch.
+    tick: Option<i64>,
 }
 
 /// The accepted puts of one partition, in arrival order.
@@ -50,8 +53,9 @@ impl PutBatch {
             Ok(partition) => partition,
             Err(refusal) => return self.refused.push(refusal),
         };
+        let tick = *self.tick.get_or_insert_with(IdGenerator::tick);
         let record = Record {
-            id: shared.ids.next_id(),
+            id: shared.ids.next_id_at(tick),
             flag: put.flag,
             body: put.body,
         };
@@ -83,6 +87,7 @@ impl PutBatch {
     /// answers; the batch is empty afterwards.
     pub(crate) fn submit(&mut self, shared: &Arc<Shared>) -> Vec<Answers> {
         self.puts = 0;
+        self.tick = None;
         let mut answers: Vec<Answers> = self.refused.drain(..).map(one).collect();
         for group in self.groups.drain(..) {
             let Group {
