@@ -707,4 +707,38 @@ mod tests {
         );
         drop(full);
     }
+
+    #[test]
+    fn abandoned_opaques_are_bounded_oldest_first() {
+        let mut abandoned = Abandoned::new(2);
+        abandoned.insert(1);
+        abandoned.insert(2);
+        abandoned.insert(3);
+        assert!(!abandoned.remove(1), "the oldest was forgotten");
+        assert!(abandoned.remove(3));
+        assert!(abandoned.remove(2));
+        assert!(!abandoned.remove(2), "one answer per request");
+    }
+
+    #[tokio::test]
+    async fn deadlines_of_answered_requests_leave_the_queue() {
+        let requests = open(8);
+        let replies: Vec<_> = (0..4)
+            .map(|_| requests.try_request(None, later(), frame).unwrap())
+            .collect();
+        let mut out = BytesMut::new();
+        requests.take_output(&mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let opaques: Vec<i32> = text
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        // The second is answered first: the first still waits, so nothing leaves.
+        assert_eq!(answer(&requests, answer_to(opaques[1])), None);
+        assert_eq!(requests.table().deadlines.in_order.len(), 4);
+        // The first is answered: it and the second leave, the rest stay.
+        assert_eq!(answer(&requests, answer_to(opaques[0])), None);
+        assert_eq!(requests.table().deadlines.in_order.len(), 2);
+        drop(replies);
+    }
 }
