@@ -51,14 +51,17 @@ impl ProducerInner {
         start: Instant,
         timeout: Duration,
     ) -> Result<InFlight, NotQueued> {
-        let Some(topic) = self.topic(message.topic()) else {
+        // Borrowed from the current map, not cloned: no reference count
+        // traffic on the send path.
+        let topics = self.topics.load();
+        let Some(topic) = topics.get(message.topic()) else {
             return Err(NotQueued::Later);
         };
-        if self.waits_for_route(&topic, message) {
+        if self.waits_for_route(topic, message) {
             return Err(NotQueued::Later); // the slow path waits
         }
         let (partition, connection) = self
-            .choose(&topic, message, avoid)
+            .choose(topic, message, avoid)
             .map_err(NotQueued::Failed)?;
         if waits_for_connection(message, &connection) {
             return Err(NotQueued::Later); // the slow path waits
