@@ -64,7 +64,14 @@ async fn bad_input_fails_before_anything_is_written() {
         .await
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
-    assert_eq!(other_connections(b0.local_addr()).await, 1);
+    // The producer's socket is up once published; the broker counts it
+    // when its accept loop gets to it, a moment later.
+    eventually(
+        Duration::from_secs(10),
+        "the broker sees the producer's connection",
+        || async { (other_connections(b0.local_addr()).await == 1).then_some(()) },
+    )
+    .await;
 
     let long = "x".repeat(256);
     for topic in [
