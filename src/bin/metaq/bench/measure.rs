@@ -106,7 +106,11 @@ fn servers_cpu_time(pids: &[u32]) -> Option<Duration> {
     for pid in pids {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
         for task in tasks.flatten() {
-            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            // A thread that ended since the listing has no schedstat left:
+            // skip it rather than lose the whole figure.
+            let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
             let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
             total += Duration::from_nanos(nanos);
         }
