@@ -357,6 +357,46 @@ async fn bench_transactions() {
     server.stop().await;
 }
 
+/// Batch mode: `send_all` calls of `--batch` messages (the last one
+/// smaller), beside the raw writer; every message counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_send_all_batches_with_raw_baseline() {
+    let root = unique_root();
+    let server = null_server(&root, 2).await;
+    let zk = zk().connect_string();
+    let args = [
+        "--zk",
+        &zk,
+        "--root",
+        &root,
+        "--mode",
+        "batch",
+        "--count",
+        "2500",
+        "--batch",
+        "1000",
+        "--window",
+        "2000",
+        "--baseline",
+        "raw",
+        "--runs",
+        "1",
+    ];
+    let document = bench_json(&args).await;
+    assert_eq!(document["mode"], "batch");
+    assert_eq!(document["batch"], 1000);
+    assert_eq!(document["latency_of"], "message");
+    assert_figures(&document["runs"][0]["metaq"], 2500);
+    assert_figures(&document["runs"][0]["raw"], 2500);
+    assert!(
+        document["ratio"]["msgs_per_sec"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{document}"
+    );
+    server.stop().await;
+}
+
 /// Bad arguments: a clear message, a failure status, no panic, and nothing
 /// started (each is refused before ZooKeeper would be).
 #[tokio::test]

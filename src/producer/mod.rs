@@ -32,6 +32,7 @@
 mod builder;
 mod selector;
 mod send;
+mod send_all;
 mod session_id;
 mod topics;
 mod transaction;
@@ -49,6 +50,7 @@ use tracing::debug_span;
 
 pub use builder::ProducerBuilder;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
+pub use send_all::SendAll;
 pub use transaction::Transaction;
 
 use builder::ProducerConfig;
@@ -231,9 +233,50 @@ impl Producer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<SendResult>> + Send + 'static + use<> {
+        self.start_send(message, tokio::time::Instant::now())
+    }
+
+    /// Sends many messages at once and resolves, when every one has its
+    /// outcome, with one result per message in the order given.
+    ///
+    /// Each message is sent exactly as [`send`](Self::send) would send it
+    /// (its own partition choice, retries and timeout), and all are queued
+    /// when `send_all` is called, in iteration order. It is cheaper than as
+    /// many `send` futures awaited together: one future and one wake-up for
+    /// the lot, and answers are read in order rather than each polled on
+    /// its own. Dropping the future gives up on every answer not yet read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::Message;
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// producer.publish("orders").await?;
+    /// let batch = (0..100).map(|i| Message::new("orders", format!("order {i}")));
+    /// let results = producer.send_all(batch).await;
+    /// assert_eq!(results.len(), 100);
+    /// let failed = results.iter().filter(|r| r.is_err()).count();
+    /// println!("{} stored, {failed} failed", results.len() - failed);
+    /// # Ok(()) }
+    /// ```
+    pub fn send_all<I>(&self, messages: I) -> SendAll
+    where
+        I: IntoIterator<Item = Message>,
+    {
+        let start = tokio::time::Instant::now();
+        SendAll::new(
+            messages
+                .into_iter()
+                .map(|message| self.start_send(message, start)),
+        )
+    }
+
+    /// A send that started at `start` (read once for a batch): its first
+    /// attempt queued now when possible.
+    fn start_send(&self, message: Message, start: tokio::time::Instant) -> send::SendFuture {
         let span = debug_span!("send", topic = %message.topic());
         let token = self.inner.sends.token();
-        let start = tokio::time::Instant::now();
         let early = self
             .inner
             .check_open()

@@ -294,6 +294,13 @@ impl SendFuture {
             _in_flight: in_flight,
         }
     }
+
+    /// Whether the send only waits for its first attempt's answer: then
+    /// polling it does nothing but look for that answer. Otherwise it has
+    /// work of its own to drive (waiting for a topic or room, retrying).
+    pub(crate) fn awaits_first_answer(&self) -> bool {
+        matches!(self.state, SendState::First { .. })
+    }
 }
 
 impl SendState {

@@ -6,6 +6,7 @@
 //! metaq bench --null --baseline raw --runs 3 --size 100 --threads 1
 //! metaq bench --local 1 --mode latency --count 20000 --baseline raw
 //! metaq bench --zk 127.0.0.1:2181 --topic bench --mode transaction --batch 20 --json
+//! metaq bench --null --mode batch --batch 1000 --baseline raw
 //! ```
 
 mod child;
@@ -81,9 +82,10 @@ pub(crate) struct BenchArgs {
     /// Most messages in flight at once (throughput and transaction modes).
     #[arg(long, default_value_t = 10_000)]
     window: usize,
-    /// Messages per transaction (transaction mode).
-    #[arg(long, default_value_t = 20)]
-    batch: usize,
+    /// Messages per transaction (transaction mode) or per `send_all` call
+    /// (batch mode) [default: 20; batch 1,000].
+    #[arg(long)]
+    batch: Option<usize>,
     /// Runtime threads: 1 is a current-thread runtime, N a multi-thread
     /// runtime with N workers.
     #[arg(long, default_value_t = 1)]
@@ -183,7 +185,8 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
     if args.window == 0 || args.window > 1_000_000 {
         return Err("--window must be 1 to 1,000,000".into());
     }
-    if args.batch == 0 {
+    let batch = args.batch.unwrap_or(args.mode.default_batch());
+    if batch == 0 {
         return Err("--batch must be at least 1".into());
     }
     if args.threads == 0 || args.threads > 256 {
@@ -213,7 +216,7 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
             payload: Bytes::from(vec![b'x'; args.size]),
             count,
             window: args.window,
-            batch: args.batch,
+            batch,
         }),
         threads: args.threads,
         baseline,
@@ -334,7 +337,7 @@ fn print(plan: &Plan, servers: &[(u32, SocketAddr)], results: &[RunResult]) -> b
             "size": work.payload.len(),
             "count": work.count,
             "window": work.window,
-            "batch": (work.mode == Mode::Transaction).then_some(work.batch),
+            "batch": matches!(work.mode, Mode::Transaction | Mode::Batch).then_some(work.batch),
             "baseline": plan.baseline.then_some("raw"),
             "latency_of": if work.mode == Mode::Transaction { "transaction" } else { "message" },
             "cpu_accounting": CPU_ACCOUNTING,
@@ -368,6 +371,12 @@ fn print(plan: &Plan, servers: &[(u32, SocketAddr)], results: &[RunResult]) -> b
         Mode::Latency => {}
         Mode::Transaction => header.push_str(&format!(
             ", transactions of {} ({} at once; latency is per transaction)",
+            work.batch,
+            work.transactions_at_once()
+        )),
+        Mode::Batch => header.push_str(&format!(
+            ", window {} in send_all calls of {} ({} at once)",
+            work.window,
             work.batch,
             work.transactions_at_once()
         )),

@@ -61,6 +61,7 @@ async fn measured(
         Mode::Throughput => window(producer, work, work.count, progress).await,
         Mode::Latency => one_at_a_time(producer, work, progress).await,
         Mode::Transaction => transactions(producer, work, progress).await,
+        Mode::Batch => batches(producer, work, progress).await,
     };
     Ok(meter.finish(tally))
 }
@@ -97,6 +98,38 @@ async fn window(producer: &Producer, work: &Workload, count: u64, progress: &Pro
         if done % PROGRESS_STEP == 0 {
             progress.inc(PROGRESS_STEP);
         }
+    }
+    tally
+}
+
+/// `send_all` calls of `batch` messages (the last one may be smaller), up to
+/// `window` messages in flight. A message's latency is its call's: from
+/// `send_all` to its results.
+async fn batches(producer: &Producer, work: &Workload, progress: &ProgressBar) -> Tally {
+    let mut tally = Tally::default();
+    let mut in_flight = FuturesUnordered::new();
+    let mut left = work.count;
+    loop {
+        while left > 0 && in_flight.len() < work.transactions_at_once() {
+            let size = left.min(work.batch as u64);
+            left -= size;
+            let started = Instant::now();
+            let batch = producer.send_all((0..size).map(|_| message(work)));
+            in_flight.push(async move { (batch.await, started.elapsed()) });
+        }
+        let Some((results, latency)) = in_flight.next().await else {
+            break;
+        };
+        for result in &results {
+            match result {
+                Ok(_) => {
+                    tally.sent += 1;
+                    tally.latency.record(latency);
+                }
+                Err(e) => tally.fail(|| e.to_string()),
+            }
+        }
+        progress.inc(results.len() as u64);
     }
     tally
 }

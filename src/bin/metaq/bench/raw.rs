@@ -46,7 +46,7 @@ pub(crate) async fn run(
 ) -> Result<Measurement, String> {
     let brokers = route(zk, root, &work.topic).await?;
     match work.mode {
-        Mode::Throughput => pipelined_all(brokers, work, servers, progress).await,
+        Mode::Throughput | Mode::Batch => pipelined_all(brokers, work, servers, progress).await,
         Mode::Latency => ping_pong(&brokers[0], work, servers, progress).await,
         Mode::Transaction => Err("the raw baseline has no transaction mode".into()),
     }

@@ -12,6 +12,8 @@ pub(crate) enum Mode {
     Latency,
     /// Local transactions of `--batch` messages, `--window / --batch` at once.
     Transaction,
+    /// `send_all` calls of `--batch` messages, `--window / --batch` at once.
+    Batch,
 }
 
 impl Mode {
@@ -20,6 +22,7 @@ impl Mode {
             Mode::Throughput => "throughput",
             Mode::Latency => "latency",
             Mode::Transaction => "transaction",
+            Mode::Batch => "batch",
         }
     }
 
@@ -27,9 +30,17 @@ impl Mode {
     /// seconds at today's speeds.
     pub(crate) fn default_count(self) -> u64 {
         match self {
-            Mode::Throughput => 1_000_000,
+            Mode::Throughput | Mode::Batch => 1_000_000,
             Mode::Latency => 20_000,
             Mode::Transaction => 200_000,
+        }
+    }
+
+    /// Messages per transaction or per `send_all` when `--batch` is not given.
+    pub(crate) fn default_batch(self) -> usize {
+        match self {
+            Mode::Batch => 1_000,
+            _ => 20,
         }
     }
 }
@@ -45,9 +56,9 @@ pub(crate) struct Workload {
 }
 
 impl Workload {
-    /// Transactions running at once in transaction mode: the window counts
-    /// messages, and each transaction has up to `batch` of them in flight
-    /// over its life.
+    /// Transactions (or `send_all` calls) running at once in transaction
+    /// (batch) mode: the window counts messages, and each transaction has up
+    /// to `batch` of them in flight over its life.
     pub(crate) fn transactions_at_once(&self) -> usize {
         (self.window / self.batch).max(1)
     }
