@@ -20,6 +20,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::backoff::Backoff;
 use super::inflight::Requests;
+use super::load::Load;
 use super::request::{NotQueued, PendingReply};
 use super::session::{run_session, SessionEnd};
 use super::settings::ConnectionSettings;
@@ -157,14 +158,28 @@ impl Connection {
     /// is only written on that socket generation. `Full` while
     /// `max_in_flight` requests await answers here (backpressure); a request
     /// that cannot be written (socket down or replaced) resolves at once as
-    /// not written. The answer must come by `deadline`.
+    /// not written. The answer must come by `deadline`; its latency counts
+    /// from `queued` (when the caller made it, read once per send).
     pub(crate) fn try_request(
         &self,
         epoch: Option<u64>,
+        queued: tokio::time::Instant,
         deadline: tokio::time::Instant,
         encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
     ) -> Result<PendingReply, NotQueued> {
-        self.shared.requests.try_request(epoch, deadline, encode)
+        self.shared
+            .requests
+            .try_request(epoch, queued, deadline, encode)
+    }
+
+    /// One in `every` calls is true (a slow broker's turns).
+    pub(crate) fn take_turn(&self, every: u64) -> bool {
+        self.shared.requests.load.take_turn(every)
+    }
+
+    /// How slow the broker is being, as of `now`.
+    pub(crate) fn load(&self, now: tokio::time::Instant) -> Load {
+        self.shared.requests.load.read(now)
     }
 
     /// Waits until a request would find room, at most until `until`. False
@@ -186,8 +201,8 @@ impl Connection {
             if !self.wait_for_room(room_until).await {
                 return Err(NotQueued::Full);
             }
-            let deadline = tokio::time::Instant::now() + answer_within;
-            match self.try_request(epoch, deadline, &encode) {
+            let now = tokio::time::Instant::now();
+            match self.try_request(epoch, now, now + answer_within, &encode) {
                 Err(NotQueued::Full) => continue, // another caller took the room
                 queued => return queued,
             }

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::load::{Average, LoadGauge};
 use super::next_opaque;
 use super::request::{NotQueued, PendingReply, RequestError};
 use crate::protocol::{ProtocolError, Response};
@@ -61,6 +62,8 @@ pub(crate) struct Requests {
     /// Tells callers waiting for room that some was given back.
     room: Notify,
     max_in_flight: usize,
+    /// How slow the broker is, for sends choosing one.
+    pub(super) load: LoadGauge,
 }
 
 struct Table {
@@ -80,12 +83,16 @@ struct Table {
     /// The instant the session's timer is set for, if any.
     timer_at: Option<Instant>,
     abandoned: Abandoned,
+    /// Answer latencies, averaged.
+    latency: Average,
 }
 
 struct Slot {
     opaque: i32,
     /// Stream position just past this request's frame.
     end: u64,
+    /// When the caller made the request: its answer's latency runs from here.
+    queued: Instant,
     state: State,
 }
 
@@ -133,11 +140,30 @@ impl Requests {
                 deadlines: Deadlines::default(),
                 timer_at: None,
                 abandoned: Abandoned::new(max_in_flight.saturating_mul(4).max(1024)),
+                latency: Average::default(),
             }),
             wake_session: Notify::new(),
             room: Notify::new(),
             max_in_flight,
+            load: LoadGauge::default(),
         }
+    }
+
+    /// Publishes the table's load: the latency average, the oldest request
+    /// still waiting (its deadline comes first in the in-order queue, as
+    /// nearly every request of a connection has the same timeout) and how
+    /// many wait.
+    fn publish_load(&self, table: &mut Table) {
+        let Table {
+            deadlines, slots, ..
+        } = &mut *table;
+        deadlines.drop_answered(slots);
+        let waiting = table.waiting();
+        let oldest = (waiting > 0)
+            .then(|| table.deadlines.in_order.front())
+            .flatten()
+            .map(|(_, ticket)| table.slots[ticket.slot as usize].queued);
+        self.load.publish(&table.latency, oldest, waiting);
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -151,6 +177,7 @@ impl Requests {
     pub(super) fn try_request(
         self: &Arc<Self>,
         epoch: Option<u64>,
+        queued: Instant,
         deadline: Instant,
         encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
     ) -> Result<PendingReply, NotQueued> {
@@ -179,6 +206,7 @@ impl Requests {
         let slot = Slot {
             opaque,
             end: table.queued,
+            queued,
             state: State::Waiting(None),
         };
         let index = match table.free.pop() {
@@ -198,6 +226,11 @@ impl Requests {
         };
         let earlier = table.timer_at.is_none_or(|at| deadline < at);
         table.deadlines.push(deadline, ticket);
+        if table.waiting() == 1 {
+            self.publish_load(&mut table);
+        } else {
+            self.load.set_in_flight(table.waiting());
+        }
         drop(table);
         if was_empty || earlier {
             self.wake_session.notify_one();
@@ -273,12 +306,16 @@ impl Requests {
         if table.slot(ticket).is_none() {
             return;
         }
-        if table.is_waiting(ticket) {
+        let was_waiting = table.is_waiting(ticket);
+        if was_waiting {
             table.waiting_by_opaque.remove(&ticket.opaque);
             table.abandoned.insert(ticket.opaque);
             self.room_given_back(&table);
         }
         let held = table.vacate(ticket);
+        if was_waiting {
+            self.publish_load(&mut table);
+        }
         drop(table);
         drop(held); // a waker, or an answer nobody will read
     }
@@ -316,6 +353,7 @@ impl Requests {
         &self,
         answers: &mut Vec<Response>,
         wakers: &mut Vec<Waker>,
+        now: Instant,
     ) -> Option<i32> {
         let mut unknown = None;
         {
@@ -323,7 +361,12 @@ impl Requests {
             for response in answers.drain(..) {
                 let opaque = response.opaque;
                 match table.waiting_by_opaque.remove(&opaque) {
-                    Some(index) => wakers.extend(self.resolve(&mut table, index, Ok(response))),
+                    Some(index) => {
+                        let latency =
+                            now.saturating_duration_since(table.slots[index as usize].queued);
+                        table.latency.add(latency);
+                        wakers.extend(self.resolve(&mut table, index, Ok(response)));
+                    }
                     None if table.abandoned.remove(opaque) => {
                         tracing::debug!(opaque, "late answer for a request given up");
                     }
@@ -333,12 +376,9 @@ impl Requests {
                     }
                 }
             }
-            // Answers come roughly in order: drop the deadlines of answered
-            // requests as they reach the front.
-            let Table {
-                deadlines, slots, ..
-            } = &mut *table;
-            deadlines.drop_answered(slots);
+            // Answers come roughly in order: the deadlines of answered
+            // requests are dropped as they reach the front.
+            self.publish_load(&mut table);
         }
         wakers.drain(..).for_each(Waker::wake);
         answers.clear(); // what followed an unknown opaque
@@ -354,6 +394,8 @@ impl Requests {
         table.abandoned.clear();
         table.deadlines.clear();
         table.timer_at = None;
+        table.latency = Average::default();
+        self.publish_load(&mut table);
     }
 
     /// The socket is gone: refuse new requests and resolve every waiting one,
@@ -376,6 +418,7 @@ impl Requests {
             }
             table.deadlines.clear();
             table.timer_at = None;
+            self.publish_load(&mut table);
             if table.room_waiters > 0 {
                 // They queue (and fail as not written) rather than wait.
                 self.room.notify_waiters();
@@ -419,6 +462,7 @@ impl Requests {
                     wakers.extend(self.resolve(&mut table, ticket.slot, outcome));
                 }
             }
+            self.publish_load(&mut table);
             let next = table.deadlines.next();
             table.timer_at = next;
             next
@@ -567,7 +611,7 @@ mod tests {
 
     /// What the session makes of one answer: `None` if it is no garbage.
     fn answer(requests: &Requests, response: Response) -> Option<i32> {
-        requests.answer_all(&mut vec![response], &mut Vec::new())
+        requests.answer_all(&mut vec![response], &mut Vec::new(), Instant::now())
     }
 
     fn poll(reply: &mut PendingReply) -> Poll<Result<Response, RequestError>> {
@@ -585,9 +629,11 @@ mod tests {
     #[tokio::test]
     async fn an_answer_reaches_its_request_and_frees_its_room() {
         let requests = open(1);
-        let mut reply = requests.try_request(None, later(), frame).unwrap();
+        let mut reply = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         assert!(matches!(
-            requests.try_request(None, later(), frame),
+            requests.try_request(None, Instant::now(), later(), frame),
             Err(NotQueued::Full)
         ));
         let opaque = opaque_of(&requests);
@@ -600,7 +646,9 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_request_frees_its_room_and_its_late_answer_is_not_garbage() {
         let requests = open(1);
-        let reply = requests.try_request(None, later(), frame).unwrap();
+        let reply = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         let opaque = opaque_of(&requests);
         drop(reply);
         assert_eq!(requests.waiting(), 0);
@@ -615,12 +663,14 @@ mod tests {
         let requests = open(4);
         let now = Instant::now();
         let mut soon = requests
-            .try_request(None, now + Duration::from_millis(5), frame)
+            .try_request(None, Instant::now(), now + Duration::from_millis(5), frame)
             .unwrap();
-        let mut late = requests.try_request(None, later(), frame).unwrap();
+        let mut late = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         // Out of order: earlier than the one before it.
         let mut sooner = requests
-            .try_request(None, now + Duration::from_millis(1), frame)
+            .try_request(None, Instant::now(), now + Duration::from_millis(1), frame)
             .unwrap();
         let next = requests.expire(now + Duration::from_millis(10));
         assert!(next.is_some_and(|at| at > now + Duration::from_secs(59)));
@@ -633,9 +683,13 @@ mod tests {
     #[tokio::test]
     async fn a_closed_session_tells_written_from_unwritten_requests() {
         let requests = open(4);
-        let mut first = requests.try_request(None, later(), frame).unwrap();
+        let mut first = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         let written = requests.table().queued;
-        let mut second = requests.try_request(None, later(), frame).unwrap();
+        let mut second = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         requests.close_session(written, "reset");
         assert_eq!(
             poll(&mut first),
@@ -646,7 +700,9 @@ mod tests {
             Poll::Ready(Err(RequestError::NotWritten("reset".into())))
         );
         // Down: a new request fails at once, unwritten.
-        let mut third = requests.try_request(None, later(), frame).unwrap();
+        let mut third = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         assert!(matches!(
             poll(&mut third),
             Poll::Ready(Err(RequestError::NotWritten(_)))
@@ -656,7 +712,9 @@ mod tests {
     #[tokio::test]
     async fn a_request_for_another_socket_generation_is_not_written() {
         let requests = open(4);
-        let mut reply = requests.try_request(Some(7), later(), frame).unwrap();
+        let mut reply = requests
+            .try_request(Some(7), Instant::now(), later(), frame)
+            .unwrap();
         assert!(matches!(
             poll(&mut reply),
             Poll::Ready(Err(RequestError::NotWritten(_)))
@@ -678,7 +736,7 @@ mod tests {
             })
         };
         assert!(matches!(
-            requests.try_request(None, later(), bad),
+            requests.try_request(None, Instant::now(), later(), bad),
             Err(NotQueued::Invalid(_))
         ));
         assert_eq!(requests.waiting(), 0);
@@ -690,7 +748,9 @@ mod tests {
     #[tokio::test]
     async fn a_caller_waiting_for_room_gets_it_when_a_request_ends() {
         let requests = open(1);
-        let reply = requests.try_request(None, later(), frame).unwrap();
+        let reply = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         let waiter = {
             let requests = Arc::clone(&requests);
             tokio::spawn(async move { requests.wait_for_room(later()).await })
@@ -699,7 +759,9 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(reply);
         assert!(waiter.await.unwrap());
-        let full = requests.try_request(None, later(), frame).unwrap();
+        let full = requests
+            .try_request(None, Instant::now(), later(), frame)
+            .unwrap();
         assert!(
             !requests
                 .wait_for_room(Instant::now() + Duration::from_millis(10))
@@ -724,7 +786,11 @@ mod tests {
     async fn deadlines_of_answered_requests_leave_the_queue() {
         let requests = open(8);
         let replies: Vec<_> = (0..4)
-            .map(|_| requests.try_request(None, later(), frame).unwrap())
+            .map(|_| {
+                requests
+                    .try_request(None, Instant::now(), later(), frame)
+                    .unwrap()
+            })
             .collect();
         let mut out = BytesMut::new();
         requests.take_output(&mut out);

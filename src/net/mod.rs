@@ -9,6 +9,7 @@
 mod backoff;
 mod connection;
 mod inflight;
+mod load;
 mod opaque;
 mod pool;
 mod request;
@@ -16,6 +17,7 @@ mod session;
 mod settings;
 
 pub(crate) use connection::Connection;
+pub(crate) use load::Load;
 pub(crate) use opaque::next_opaque;
 pub(crate) use pool::ConnectionPool;
 pub(crate) use request::{NotQueued, PendingReply, RequestError};

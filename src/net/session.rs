@@ -127,7 +127,7 @@ pub(crate) async fn run_session(
                     }
                 }
                 last_read = Instant::now();
-                if let Some(opaque) = requests.answer_all(&mut answered, &mut wakers) {
+                if let Some(opaque) = requests.answer_all(&mut answered, &mut wakers, last_read) {
                     break SessionEnd::Failed(format!("answer for unknown opaque {opaque}"));
                 }
                 if let Some(reason) = failure.take() {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::selector::{PartitionSelector, RoundRobin};
+use super::slow_brokers::SlowBrokers;
 use super::Producer;
 use crate::discovery::{normalize_root, ZkSettings};
 use crate::error::{Error, Result};
@@ -26,6 +27,8 @@ pub(crate) struct ProducerConfig {
     pub(crate) avoid_period: Duration,
     pub(crate) transaction_timeout: Option<Duration>,
     pub(crate) transaction_request_timeout: Duration,
+    /// `None`: strict round-robin over usable brokers.
+    pub(crate) slow_brokers: Option<SlowBrokers>,
 }
 
 /// Builds a [`Producer`]. Every setter states its default.
@@ -75,6 +78,7 @@ impl ProducerBuilder {
                 avoid_period: Duration::from_secs(5),
                 transaction_timeout: None,
                 transaction_request_timeout: Duration::from_secs(5),
+                slow_brokers: Some(SlowBrokers::default()),
             },
         }
     }
@@ -214,6 +218,35 @@ impl ProducerBuilder {
         self
     }
 
+    /// Gives a broker whose answers are far slower than the others' less of
+    /// the sends without a key, in proportion to its speed (never less than
+    /// one in a hundred, so its recovery is noticed, and never more than
+    /// that share of the requests waiting, so it cannot hold the caller's
+    /// window). `None` turns it off: strict round-robin over the usable
+    /// brokers. Default: on, slow meaning 4 times and 50 ms above the
+    /// fastest broker's latency ([`SlowBrokers::default`]). Keyed messages
+    /// never move; a custom selector sees slow brokers as not usable in its
+    /// first try.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::producer::SlowBrokers;
+    /// use metaq::ProducerBuilder;
+    /// // Only brokers 10 times and 200 ms slower than the fastest are avoided.
+    /// let tolerant = ProducerBuilder::new("127.0.0.1:2181").slow_brokers(Some(SlowBrokers {
+    ///     factor: 10.0,
+    ///     margin: Duration::from_millis(200),
+    /// }));
+    /// // Strict round-robin, as the Java client.
+    /// let strict = ProducerBuilder::new("127.0.0.1:2181").slow_brokers(None);
+    /// ```
+    pub fn slow_brokers(mut self, policy: Option<SlowBrokers>) -> Self {
+        self.config.slow_brokers = policy;
+        self
+    }
+
     /// Requests awaiting an answer per broker connection before `send`
     /// waits (backpressure). Default 10 000.
     ///
@@ -350,6 +383,16 @@ impl ProducerBuilder {
             return Err(Error::Config {
                 reason: format!("{name} must be positive (it is 0)"),
             });
+        }
+        if let Some(policy) = &config.slow_brokers {
+            if policy.factor.is_nan() || policy.factor < 1.0 {
+                return Err(Error::Config {
+                    reason: format!(
+                        "slow_brokers factor must be at least 1 (it is {})",
+                        policy.factor
+                    ),
+                });
+            }
         }
         if let Some(topic) = &config.default_topic {
             validate_topic(topic).map_err(|e| Error::Config {

@@ -34,6 +34,7 @@ mod selector;
 mod send;
 mod send_all;
 mod session_id;
+mod slow_brokers;
 mod topics;
 mod transaction;
 
@@ -51,6 +52,7 @@ use tracing::debug_span;
 pub use builder::ProducerBuilder;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
 pub use send_all::SendAll;
+pub use slow_brokers::{SlowBrokers, MIN_SHARE};
 pub use transaction::Transaction;
 
 use builder::ProducerConfig;

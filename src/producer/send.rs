@@ -20,6 +20,7 @@ use crate::protocol::{encode_put, ProtocolError, PutHeader, TxKey};
 use crate::{Message, SendResult};
 
 use super::selector::Selection;
+use super::slow_brokers::Skipped;
 
 /// A put written (or queued) to one broker, awaiting its answer.
 pub(crate) struct InFlight {
@@ -61,13 +62,13 @@ impl ProducerInner {
             return Err(NotQueued::Later); // the slow path waits
         }
         let (partition, connection) = self
-            .choose(topic, message, avoid)
+            .choose(topic, message, avoid, start)
             .map_err(NotQueued::Failed)?;
         if waits_for_connection(message, &connection) {
             return Err(NotQueued::Later); // the slow path waits
         }
         let deadline = start + timeout;
-        let reply = match connection.try_request(None, deadline, |out, opaque| {
+        let reply = match connection.try_request(None, start, deadline, |out, opaque| {
             encode_put_into(out, opaque, message, partition, None)
         }) {
             Ok(reply) => reply,
@@ -104,7 +105,7 @@ impl ProducerInner {
             let left = deadline.saturating_duration_since(Instant::now());
             topic.wait_non_empty(left / 2).await;
         }
-        let (partition, connection) = self.choose(&topic, message, avoid)?;
+        let (partition, connection) = self.choose(&topic, message, avoid, Instant::now())?;
         if waits_for_connection(message, &connection) {
             let left = deadline.saturating_duration_since(Instant::now());
             connection.wait_ready(left / 2).await;
@@ -124,7 +125,7 @@ impl ProducerInner {
             }
             let now = Instant::now();
             let timeout = deadline.saturating_duration_since(now) / attempts_left.max(1);
-            match connection.try_request(None, now + timeout, encode) {
+            match connection.try_request(None, now, now + timeout, encode) {
                 Ok(reply) => {
                     return Ok(InFlight {
                         partition,
@@ -162,6 +163,7 @@ impl ProducerInner {
         topic: &TopicState,
         message: &Message,
         avoid: &[u32],
+        now: Instant,
     ) -> Result<(Partition, Connection)> {
         let mut route = topic.route.load();
         let mut sequence = &topic.sequence;
@@ -188,11 +190,20 @@ impl ProducerInner {
         // to the broker this send had just failed on and that is down.
         let connected = |p: Partition| route.connection(p).is_some_and(|c| c.is_ready());
         let untried = |p: Partition| !avoid.contains(&p.broker_id);
+        // A keyless message skips, in its first choice, brokers far slower
+        // than the fastest (but for their trickle of turns).
+        let slow = match &self.config.slow_brokers {
+            Some(policy) if message.key().is_none() => Skipped::for_send(&route, now, policy),
+            _ => Skipped::default(),
+        };
         // Nearly always every broker is healthy and none was tried: then the
         // first tier admits every partition without a lookup per partition.
-        let all_healthy = avoid.is_empty() && route.all_usable();
+        let all_healthy = avoid.is_empty() && slow.is_empty() && route.all_usable();
         let healthy = |p: Partition| {
-            all_healthy || (untried(p) && route.connection(p).is_some_and(|c| c.is_usable()))
+            all_healthy
+                || (untried(p)
+                    && !slow.contains(p.broker_id)
+                    && route.connection(p).is_some_and(|c| c.is_usable()))
         };
         let connected_untried = |p: Partition| untried(p) && connected(p);
         let tiers: [&(dyn Fn(Partition) -> bool + Sync); 4] =

@@ -227,7 +227,8 @@ impl Transaction {
             .await?;
         let (partition, connection, epoch) = match &self.pinned {
             None => {
-                let (partition, connection) = inner.choose(&topic, &message, &[])?;
+                let (partition, connection) =
+                    inner.choose(&topic, &message, &[], tokio::time::Instant::now())?;
                 let epoch = self.begin(&connection, partition.broker_id).await?;
                 (partition, connection, epoch)
             }
