@@ -34,7 +34,7 @@ pub mod protocol;
 pub use discovery::{BrokerUri, Partition};
 pub use error::{Attempt, Attempts, Delivery, Error, Result};
 pub use message::{Message, SendResult};
-pub use producer::{Producer, ProducerBuilder};
+pub use producer::{Producer, ProducerBuilder, ProducerStats};
 
 #[cfg(feature = "broker")]
 pub mod broker;

@@ -29,6 +29,7 @@ pub(crate) struct ProducerConfig {
     pub(crate) transaction_request_timeout: Duration,
     /// `None`: strict round-robin over usable brokers.
     pub(crate) slow_brokers: Option<SlowBrokers>,
+    pub(crate) dedupe_ids: bool,
 }
 
 /// Builds a [`Producer`]. Every setter states its default.
@@ -79,6 +80,7 @@ impl ProducerBuilder {
                 transaction_timeout: None,
                 transaction_request_timeout: Duration::from_secs(5),
                 slow_brokers: Some(SlowBrokers::default()),
+                dedupe_ids: false,
             },
         }
     }
@@ -244,6 +246,29 @@ impl ProducerBuilder {
     /// ```
     pub fn slow_brokers(mut self, policy: Option<SlowBrokers>) -> Self {
         self.config.slow_brokers = policy;
+        self
+    }
+
+    /// Gives every message sent without an attribute a unique one,
+    /// `metaq-id:<producer session>/<n>` ([`DEDUPE_PREFIX`]), the same on
+    /// every retry of that send, so that a consumer can drop the duplicates
+    /// at-least-once delivery makes (a retry after a *maybe sent* attempt,
+    /// counted in [`ProducerStats::retries_after_maybe_sent`]): keep the ids
+    /// seen in the last few minutes and skip a message whose id is among
+    /// them. Messages with an attribute of their own are left as they are
+    /// (put an id in it yourself). Default off: the attribute is the user's,
+    /// and Java consumers read it as a tag.
+    ///
+    /// [`DEDUPE_PREFIX`]: super::DEDUPE_PREFIX
+    /// [`ProducerStats::retries_after_maybe_sent`]: super::ProducerStats::retries_after_maybe_sent
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = metaq::ProducerBuilder::new("127.0.0.1:2181").dedupe_ids(true);
+    /// ```
+    pub fn dedupe_ids(mut self, on: bool) -> Self {
+        self.config.dedupe_ids = on;
         self
     }
 

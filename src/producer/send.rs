@@ -382,7 +382,10 @@ impl std::future::Future for SendFuture {
                         partition,
                         outcome,
                     ) {
-                        Next::Done(result) => return Poll::Ready(result),
+                        Next::Done(result) => {
+                            producer.inner.counters.ended(&result);
+                            return Poll::Ready(result);
+                        }
                         Next::Retry => {
                             this.state = SendState::driven(producer, message, start, progress);
                         }
@@ -461,6 +464,7 @@ impl Progress {
             )));
         }
         tracing::debug!(attempt = number, error = %error, "retrying on another broker");
+        inner.counters.retried(delivery);
         Next::Retry
     }
 }
@@ -469,6 +473,18 @@ impl Progress {
 /// queued or not), then retries while the budget lasts.
 async fn drive(
     producer: Producer,
+    message: Message,
+    start: Instant,
+    progress: Progress,
+) -> Result<SendResult> {
+    let result = attempts(&producer, message, start, progress).await;
+    producer.inner.counters.ended(&result);
+    result
+}
+
+/// The attempts of [`drive`].
+async fn attempts(
+    producer: &Producer,
     message: Message,
     start: Instant,
     mut progress: Progress,

@@ -1,0 +1,127 @@
+//! What a producer's sends came to, counted as they end: something to
+//! alert on, and the number of possible duplicates that at-least-once
+//! delivery made.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Delivery, Error, Result};
+use crate::SendResult;
+
+/// Counts since the producer was built, for [`Producer::stats`]. Covers
+/// `send` and `send_all`; transactions are counted apart by their callers.
+///
+/// [`Producer::stats`]: super::Producer::stats
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(producer: metaq::Producer) {
+/// let stats = producer.stats();
+/// println!(
+///     "{} sent, {} failed, {} possibly stored twice, {} in flight",
+///     stats.sent,
+///     stats.failed(),
+///     stats.retries_after_maybe_sent,
+///     stats.in_flight
+/// );
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProducerStats {
+    /// Sends that succeeded (the broker answered 200).
+    pub sent: u64,
+    /// Sends that failed with nothing reaching a broker: including messages
+    /// refused before sending, topics no broker serves and sends after
+    /// `close`.
+    pub failed_not_sent: u64,
+    /// Sends that failed after a request was written: the message may be
+    /// stored.
+    pub failed_maybe_sent: u64,
+    /// Sends a broker answered with an error code.
+    pub failed_rejected: u64,
+    /// Sends that failed without a delivery kind (ZooKeeper unreachable
+    /// while the topic was first looked up).
+    pub failed_other: u64,
+    /// Attempts made again on another broker after a failed one.
+    pub retries: u64,
+    /// Retries whose failed attempt was *maybe sent*: each may have stored
+    /// the message twice. An upper bound on the duplicates sends made.
+    pub retries_after_maybe_sent: u64,
+    /// Sends started and not yet ended.
+    pub in_flight: usize,
+}
+
+impl ProducerStats {
+    /// Sends that failed, whatever the kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let stats = metaq::producer::ProducerStats::default();
+    /// assert_eq!(stats.failed(), 0);
+    /// ```
+    pub fn failed(&self) -> u64 {
+        self.failed_not_sent + self.failed_maybe_sent + self.failed_rejected + self.failed_other
+    }
+}
+
+/// The live counters behind [`ProducerStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    sent: AtomicU64,
+    failed_not_sent: AtomicU64,
+    failed_maybe_sent: AtomicU64,
+    failed_rejected: AtomicU64,
+    failed_other: AtomicU64,
+    retries: AtomicU64,
+    retries_after_maybe_sent: AtomicU64,
+}
+
+impl Counters {
+    /// A send ended with `result`.
+    pub(crate) fn ended(&self, result: &Result<SendResult>) {
+        let counter = match result {
+            Ok(_) => &self.sent,
+            Err(error) => self.failure(error),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A send ended with `error`.
+    pub(crate) fn failed(&self, error: &Error) {
+        self.failure(error).fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failure(&self, error: &Error) -> &AtomicU64 {
+        match error.delivery() {
+            Some(Delivery::NotSent) => &self.failed_not_sent,
+            Some(Delivery::MaybeSent) => &self.failed_maybe_sent,
+            Some(Delivery::Rejected) => &self.failed_rejected,
+            None => &self.failed_other,
+        }
+    }
+
+    /// A send tries again after an attempt that ended as `delivery`.
+    pub(crate) fn retried(&self, delivery: Delivery) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if delivery == Delivery::MaybeSent {
+            self.retries_after_maybe_sent
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, in_flight: usize) -> ProducerStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ProducerStats {
+            sent: read(&self.sent),
+            failed_not_sent: read(&self.failed_not_sent),
+            failed_maybe_sent: read(&self.failed_maybe_sent),
+            failed_rejected: read(&self.failed_rejected),
+            failed_other: read(&self.failed_other),
+            retries: read(&self.retries),
+            retries_after_maybe_sent: read(&self.retries_after_maybe_sent),
+            in_flight,
+        }
+    }
+}
