@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the cargo-fuzz targets in fuzz/ (server_codec, client_codec, tx_key).
+# Builds the cargo-fuzz targets in fuzz/ (the protocol codecs, tx_key, the ZooKeeper data parsers).
 #
 #   scripts/fuzz-build.sh            build every target
 #   scripts/fuzz-build.sh --run N    build, then run each target for N runs
@@ -27,7 +27,7 @@ if ! rustc -vV | grep -q '^release: .*nightly'; then
     export RUSTC_BOOTSTRAP=1
 fi
 
-targets=(server_codec client_codec tx_key)
+targets=(server_codec client_codec tx_key zk_topic_broker zk_legacy_count zk_broker_uri)
 
 cargo fuzz build
 

@@ -211,3 +211,59 @@ pub fn tx_key(text: &str) {
         assert_eq!(&buf[..], b"x");
     }
 }
+
+/// Largest partition count the targets allow (the producer's default cap).
+const MAX_PARTS: u32 = 1_024;
+
+/// The `zk_topic_broker` target: any `topics-pub` entry data either fails
+/// with a message or gives a count within `1..=MAX_PARTS`, and a count read
+/// from valid JSON is the `numParts` written in it.
+pub fn zk_topic_broker(data: &[u8]) {
+    if let Ok(n) = metaq::discovery::fuzzing::partition_count(false, data, MAX_PARTS) {
+        assert!((1..=MAX_PARTS).contains(&n), "{n} from {data:?}");
+        let again = format!("{{\"numParts\":{n},\"broker\":\"0-m\"}}");
+        assert_eq!(
+            metaq::discovery::fuzzing::partition_count(false, again.as_bytes(), MAX_PARTS),
+            Ok(n)
+        );
+    }
+}
+
+/// The `zk_legacy_count` target: legacy `topics` entry data (decimal text)
+/// either fails or gives a count within `1..=MAX_PARTS` that prints back
+/// to text giving the same count.
+pub fn zk_legacy_count(data: &[u8]) {
+    if let Ok(n) = metaq::discovery::fuzzing::partition_count(true, data, MAX_PARTS) {
+        assert!((1..=MAX_PARTS).contains(&n), "{n} from {data:?}");
+        let text = std::str::from_utf8(data).expect("a count from UTF-8 only");
+        let digits = text.trim().trim_start_matches('+').trim_start_matches('0');
+        assert_eq!(digits, n.to_string(), "{n} from {text:?}");
+        assert_eq!(
+            metaq::discovery::fuzzing::partition_count(true, n.to_string().as_bytes(), MAX_PARTS),
+            Ok(n)
+        );
+    }
+}
+
+/// The `zk_broker_uri` target: a broker's `master` node data, the names of
+/// `topics-pub` children and partition names never panic; an address that
+/// parses prints to one that parses to the same address (so what the
+/// producer logs and connects to is what ZooKeeper said); a master entry
+/// id prints back to its name.
+pub fn zk_broker_uri(data: &[u8]) {
+    use metaq::discovery::{fuzzing, BrokerUri, Partition};
+    if let Ok(Some(uri)) = fuzzing::master(data) {
+        let printed = uri.to_string();
+        assert_eq!(printed.parse::<BrokerUri>().as_ref(), Ok(&uri), "{printed}");
+        assert!(uri.socket_addr_text().ends_with(&format!(":{}", uri.port)));
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(id) = fuzzing::master_entry_id(text) {
+        assert_eq!(fuzzing::master_entry_id(&format!("{id}-m")), Some(id));
+    }
+    if let Ok(partition) = text.parse::<Partition>() {
+        assert_eq!(partition.to_string().parse::<Partition>(), Ok(partition));
+    }
+}

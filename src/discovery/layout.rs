@@ -312,6 +312,7 @@ impl fmt::Display for BrokerUri {
 /// let err = "http://10.0.0.5:8123".parse::<BrokerUri>().unwrap_err();
 /// assert_eq!(err, InvalidBrokerUri("http://10.0.0.5:8123".into()));
 /// assert!("meta://10.0.0.5:+8123".parse::<BrokerUri>().is_err());
+/// assert!("meta://::1:8123".parse::<BrokerUri>().is_err()); // IPv6 needs brackets
 /// assert!(err.to_string().contains("expected meta://host:port"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -329,9 +330,16 @@ impl FromStr for BrokerUri {
             let (host, after) = v6.split_once(']').ok_or_else(bad)?;
             (host, after.strip_prefix(':').ok_or_else(bad)?)
         } else {
-            authority.rsplit_once(':').ok_or_else(bad)?
+            let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+            // An IPv6 address is written in brackets (as java.net.URI
+            // wants); unbracketed, `meta://1::2:8123` would be ambiguous,
+            // and printed back it would not parse to the same address.
+            if host.contains(':') {
+                return Err(bad());
+            }
+            (host, port)
         };
-        if host.is_empty() || host.contains(char::is_whitespace) {
+        if host.is_empty() || host.contains(char::is_whitespace) || host.contains(['[', ']']) {
             return Err(bad());
         }
         Ok(Self {

@@ -24,3 +24,34 @@ pub use read::read_route;
 pub use route::{InvalidPartition, Partition, RouteSource, TopicRoute};
 pub use session::Discovery;
 pub use settings::{ZkSettings, DEFAULT_CONNECT};
+
+/// Entry points for the fuzz targets in `fuzz/` (cargo-fuzz builds with
+/// `--cfg fuzzing`): the parsers of ZooKeeper node data, which are private
+/// otherwise.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{BrokerUri, RouteSource};
+
+    /// A `topics-pub` entry's `TopicBroker` JSON (`legacy = false`) or a
+    /// legacy `topics` entry's decimal text, as a partition count within
+    /// `1..=max`.
+    pub fn partition_count(legacy: bool, data: &[u8], max: u32) -> Result<u32, String> {
+        let source = if legacy {
+            RouteSource::Legacy
+        } else {
+            RouteSource::TopicsPub
+        };
+        super::read::parse_partition_count(source, data, max)
+    }
+
+    /// A broker's `master` node data.
+    pub fn master(data: &[u8]) -> Result<Option<BrokerUri>, String> {
+        super::read::parse_master(data)
+    }
+
+    /// The broker id of a `<id>-m` child name.
+    pub fn master_entry_id(name: &str) -> Option<u32> {
+        super::read::master_entry_id(name)
+    }
+}
