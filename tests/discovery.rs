@@ -760,3 +760,105 @@ async fn connect_errors() {
 async fn connect_shared(zk: &ZkServer) -> Discovery {
     connect(ZkSettings::new(zk.connect_string()).with_root(&unique_root())).await
 }
+
+/// What a scoped `fmt` subscriber writes, for counting warnings.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Warning lines that contain `needle`.
+    fn warnings(&self, needle: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|line| line.contains("WARN") && line.contains(needle))
+            .count()
+    }
+}
+
+/// Issue 10's malformed ZooKeeper data, beside a good broker and read again
+/// every 100 ms: each bad value is skipped with exactly one warning (not
+/// one per reading), and the route keeps the good broker and follows its
+/// changes. A child whose broker has no `ids/<id>` node at all is left out
+/// quietly (debug level): that is also what a broker registering or
+/// leaving looks like for a moment.
+#[tokio::test]
+async fn each_malformed_value_is_skipped_with_one_warning() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    // This runtime has one thread, the test's: every task logs here.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+
+    let zk = ZkServer::shared();
+    let tree = Tree::new(zk).await;
+    tree.master(10, "meta://127.0.0.1:8010").await;
+    tree.topic("t", 10, 2).await;
+    let huge = 1_000_000_000u64;
+    let nested = format!(
+        "{{\"numParts\":{}1{}}}",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let bad_entries = [
+        (11, format!(r#"{{"numParts":{huge},"broker":"11-m"}}"#)),
+        (12, r#"{"numParts":-3,"broker":"12-m"}"#.to_owned()),
+        (13, r#"{"numParts":2,"broker":"13-m""#.to_owned()),
+        (14, nested),
+    ];
+    for (id, data) in &bad_entries {
+        tree.master(*id, &format!("meta://127.0.0.1:80{id}")).await;
+        tree.pub_entry("t", &format!("{id}-m"), data).await;
+    }
+    tree.master(15, "meta://no-port").await;
+    tree.pub_entry("t", "15-m", &TopicBroker::master(15, 1).to_json())
+        .await;
+    tree.pub_entry("t", "16-m", &TopicBroker::master(16, 1).to_json())
+        .await; // no ids/16
+    tree.pub_entry("t", "not-a-broker", "{}").await;
+
+    let settings = tree
+        .settings(zk)
+        .with_relist_interval(Duration::from_millis(100));
+    let discovery = connect(settings).await;
+    let mut routes = discovery.watch("t");
+    let route = wait_route(&mut routes, CHANGE, "first route", |_| true).await;
+    assert_eq!(route.partitions, counts(&[(10, 2)]));
+    // Ten relists or so.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    tree.set(
+        &tree.paths.topic_pub_broker("t", 10),
+        &TopicBroker::master(10, 3).to_json(),
+    )
+    .await;
+    let route = wait_route(&mut routes, CHANGE, "broker 10's 3 partitions", |r| {
+        r.partitions.len() == 3
+    })
+    .await;
+    assert_eq!(route.partitions, counts(&[(10, 3)]));
+
+    for (id, _) in &bad_entries {
+        let path = format!("path={} ", tree.paths.topic_pub_broker("t", *id));
+        assert_eq!(captured.warnings(&path), 1, "warnings about {path}");
+    }
+    let master = format!("path={} ", tree.paths.broker_master(15));
+    assert_eq!(captured.warnings(&master), 1, "warnings about {master}");
+    assert_eq!(captured.warnings("entry=not-a-broker"), 1);
+    assert_eq!(captured.warnings("16-m"), 0);
+    assert_eq!(captured.warnings("topics-pub/t/10-m"), 0);
+    discovery.close().await;
+}
