@@ -10,6 +10,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 /// The soak's own length plus start-up (ZooKeeper's JVM, three brokers),
@@ -131,6 +132,78 @@ async fn a_short_soak_loses_nothing_under_faults() {
     );
     for (pid, dir) in processes {
         assert!(!dir.is_empty() && pid > 0, "{stderr}");
+        assert!(!still_running(pid, &dir), "pid {pid} ({dir}) still running");
+    }
+}
+
+/// Ctrl-C a few seconds into a ten-minute soak: it stops the load and the
+/// cluster, still checks what was stored and reports it (interrupted,
+/// nothing lost), exits 130, and leaves no process it started behind.
+#[tokio::test]
+async fn an_interrupted_soak_stops_everything_and_still_checks() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metaq"))
+        .args(["soak", "--minutes", "10", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("metaq soak starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let (sending_tx, sending) = tokio::sync::oneshot::channel();
+    let stderr = tokio::spawn(async move {
+        let mut sending_tx = Some(sending_tx);
+        let mut text = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("] sending ") {
+                sending_tx.take().map(|tx| tx.send(()));
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    tokio::time::timeout(LIMIT, sending)
+        .await
+        .expect("the load began within the limit")
+        .expect("the soak said it began sending");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = child.id().expect("still running").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let output = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("the interrupted soak ended within the limit")
+        .expect("metaq soak ran");
+    let stderr = stderr.await.expect("stderr was read");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let context = format!(
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert_eq!(output.status.code(), Some(130), "{context}");
+    let document: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(document["interrupted"], true, "{context}");
+    assert_eq!(document["ok"], true, "{context}");
+    assert!(
+        document["ran_secs"].as_f64().is_some_and(|s| s < 120.0),
+        "{context}"
+    );
+    assert!(count(&document, "/acked") > 0, "{context}");
+    assert_eq!(count(&document, "/lost"), 0, "{context}");
+    assert!(
+        stderr.contains("interrupted: stopping the load"),
+        "{context}"
+    );
+    let processes = started(&stderr);
+    assert!(
+        processes.len() >= 4,
+        "ZooKeeper and three brokers: {context}"
+    );
+    for (pid, dir) in processes {
         assert!(!still_running(pid, &dir), "pid {pid} ({dir}) still running");
     }
 }
