@@ -161,9 +161,9 @@ impl Cluster {
     }
 
     /// Stops every broker still running with SIGTERM (gracefully; each
-    /// leaves ZooKeeper first), then ZooKeeper, then removes the data.
-    /// Returns the data directories' records first: `read` runs after the
-    /// processes are gone and before the files are.
+    /// leaves ZooKeeper first), then ZooKeeper; then `read` gets the data
+    /// directories, which are removed once it returns. Returns what `read`
+    /// made and the trouble met while stopping.
     pub(crate) fn stop<T>(mut self, read: impl FnOnce(&[PathBuf]) -> T) -> (T, Vec<String>) {
         let mut problems = Vec::new();
         // A frozen ZooKeeper would hold every broker's unregistering up.
