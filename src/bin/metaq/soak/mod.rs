@@ -138,7 +138,11 @@ pub(crate) fn main(args: SoakArgs) -> ExitCode {
 /// along the way (faults, restarts, progress), so a failed soak can be
 /// read back.
 pub(crate) fn note(line: &str) {
+    use std::io::Write;
     static START: OnceLock<Instant> = OnceLock::new();
     let elapsed = START.get_or_init(Instant::now).elapsed();
-    eprintln!("metaq soak [{:7.1} s] {line}", elapsed.as_secs_f64());
+    // One write: the brokers log to the same stderr, and `eprintln!`
+    // writes a formatted line in pieces that their lines can split.
+    let text = format!("metaq soak [{:7.1} s] {line}\n", elapsed.as_secs_f64());
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
