@@ -4,6 +4,7 @@
 //! metaq produce --zk 127.0.0.1:2181 --topic test --count 1000 --size 100 --json
 //! metaq routes  --zk 127.0.0.1:2181 --topic test [--json] [--watch]
 //! metaq bench   --null --baseline raw [--threads 2] [--json]
+//! metaq soak    --minutes 10 [--brokers 3] [--rate 2000] [--seed N] [--json]
 //! ```
 //!
 //! Exit status: 0 done, 1 failed or refused, [`EXIT_UNSERVED`],
@@ -21,6 +22,7 @@ macro_rules! say {
 mod bench;
 mod produce;
 mod routes;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -70,6 +72,10 @@ enum Command {
     /// Measure the producer: throughput, latency or transactions, against a
     /// cluster, local brokers or a null server, beside a raw socket writer.
     Bench(bench::BenchArgs),
+    /// Chaos soak: a private ZooKeeper and broker processes, a paced mix of
+    /// sends and transactions while brokers are killed and restarted and
+    /// ZooKeeper is frozen, then every acknowledged message checked on disk.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
     // The bench builds the runtime it measures (`--threads`).
     let command = match cli.command {
         Command::Bench(args) => return bench::main(args),
+        // The soak builds its runtime and prints its own report.
+        Command::Soak(args) => return soak::main(args),
         command => command,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -109,7 +117,7 @@ fn main() -> ExitCode {
         match command {
             Command::Produce(args) => produce::run(args).await,
             Command::Routes(args) => routes::run(args).await,
-            Command::Bench(_) => unreachable!("handled before the runtime"),
+            Command::Bench(_) | Command::Soak(_) => unreachable!("handled before the runtime"),
         }
     });
     match result {
