@@ -186,7 +186,7 @@ async fn produce_to_an_unserved_topic_fails() {
 }
 
 /// A failed message is reported as a JSON line with its kind, and the exit
-/// status is non-zero.
+/// status is non-zero; `--stats` adds the producer's counters to the summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_reports_failures_and_exits_non_zero() {
     init_tracing();
@@ -207,6 +207,7 @@ async fn produce_reports_failures_and_exits_non_zero() {
         "--json",
         "--concurrency",
         "1",
+        "--stats",
     ]))
     .await;
     assert!(!output.status.success(), "{}", describe(&output));
@@ -217,6 +218,11 @@ async fn produce_reports_failures_and_exits_non_zero() {
     assert!(rejected[0]["error"].as_str().unwrap().contains("500"));
     assert_eq!(lines[5]["sent"], 3);
     assert_eq!(lines[5]["failed"], 2);
+    let stats = &lines[5]["stats"];
+    assert_eq!(stats["sent"], 3, "{stats}");
+    assert_eq!(stats["failed_rejected"], 2, "{stats}");
+    assert_eq!(stats["failed_maybe_sent"], 0, "{stats}");
+    assert_eq!(stats["in_flight"], 0, "{stats}");
 }
 
 /// `routes --json` prints the brokers and partitions; the text form names

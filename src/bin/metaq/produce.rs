@@ -94,6 +94,10 @@ pub(crate) struct ProduceArgs {
     /// With --transaction: roll each transaction back instead of committing.
     #[arg(long, requires = "transaction")]
     rollback: bool,
+    /// Print the producer's counters at the end (sent, failed by kind,
+    /// retries, possible duplicates); with --json, as the summary's "stats".
+    #[arg(long)]
+    stats: bool,
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
@@ -141,7 +145,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
         }
     };
     producer.close().await;
-    let failed = out.summary(&ended);
+    let stats = args.stats.then(|| producer.stats());
+    let failed = out.summary(&ended, stats.as_ref());
     Ok(match ended {
         Ended::Interrupted => ExitCode::from(crate::EXIT_INTERRUPTED),
         Ended::InputFailed(reason) => {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use metaq::{Error, Partition, SendResult};
+use metaq::{Error, Partition, ProducerStats, SendResult};
 use serde_json::json;
 
 /// Why sending stopped.
@@ -148,26 +148,32 @@ impl Output {
     }
 
     /// Prints the summary; whether any message failed or went unanswered.
-    pub(super) fn summary(self, ended: &Ended) -> bool {
+    /// Prints the summary (with the producer's counters when `stats` is
+    /// given); true if a send failed or was left unanswered.
+    pub(super) fn summary(self, ended: &Ended, stats: Option<&ProducerStats>) -> bool {
         self.progress.finish_and_clear();
         let elapsed = self.started.elapsed();
         let rate = (self.sent + self.failed) as f64 / elapsed.as_secs_f64().max(1e-9);
         let interrupted = matches!(ended, Ended::Interrupted);
         if self.json {
-            say!(
-                "{}",
-                json!({
-                    "sent": self.sent,
-                    "failed": self.failed,
-                    "unanswered": self.unanswered,
-                    "interrupted": interrupted,
-                    "elapsed_ms": elapsed.as_millis() as u64,
-                    "msgs_per_sec": (rate * 10.0).round() / 10.0,
-                    "per_partition": self.per_partition,
-                })
-            );
+            let mut summary = json!({
+                "sent": self.sent,
+                "failed": self.failed,
+                "unanswered": self.unanswered,
+                "interrupted": interrupted,
+                "elapsed_ms": elapsed.as_millis() as u64,
+                "msgs_per_sec": (rate * 10.0).round() / 10.0,
+                "per_partition": self.per_partition,
+            });
+            if let Some(stats) = stats {
+                summary["stats"] = stats_json(stats);
+            }
+            say!("{summary}");
         } else {
             print_text_summary(&self, elapsed, rate, interrupted);
+            if let Some(stats) = stats {
+                print_text_stats(stats);
+            }
         }
         self.failed > 0 || self.unanswered > 0
     }
@@ -194,6 +200,36 @@ fn print_text_summary(output: &Output, elapsed: Duration, rate: f64, interrupted
     for (partition, count) in &output.per_partition {
         say!("  {partition}: {count}");
     }
+}
+
+/// `Producer::stats()` as a JSON object, one key per field.
+fn stats_json(stats: &ProducerStats) -> serde_json::Value {
+    json!({
+        "sent": stats.sent,
+        "failed_not_sent": stats.failed_not_sent,
+        "failed_maybe_sent": stats.failed_maybe_sent,
+        "failed_rejected": stats.failed_rejected,
+        "failed_other": stats.failed_other,
+        "retries": stats.retries,
+        "retries_after_maybe_sent": stats.retries_after_maybe_sent,
+        "in_flight": stats.in_flight,
+    })
+}
+
+fn print_text_stats(stats: &ProducerStats) {
+    say!(
+        "producer stats: sent {}, failed {} (not sent {}, maybe sent {}, rejected {}, other {}), \
+         retries {} ({} after a maybe-sent attempt: possible duplicates), in flight {}",
+        stats.sent,
+        stats.failed(),
+        stats.failed_not_sent,
+        stats.failed_maybe_sent,
+        stats.failed_rejected,
+        stats.failed_other,
+        stats.retries,
+        stats.retries_after_maybe_sent,
+        stats.in_flight
+    );
 }
 
 /// `not_sent`, `maybe_sent`, `rejected`, or `error` for the rest.
