@@ -242,7 +242,40 @@ impl Producer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<SendResult>> + Send + 'static + use<> {
-        self.start_send(message, tokio::time::Instant::now())
+        let budget = send::Budget {
+            start: tokio::time::Instant::now(),
+            timeout: self.inner.config.send_timeout,
+        };
+        self.start_send(message, budget)
+    }
+
+    /// [`send`](Self::send) with a timeout of its own instead of the
+    /// producer's `send_timeout` (retries included, each attempt a share of
+    /// what is left, as for `send`). For the odd message that must not wait
+    /// as long as the rest, or may wait longer.
+    ///
+    /// A zero `timeout` fails at once with [`Error::Config`], nothing sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(producer: metaq::Producer) -> Result<(), metaq::Error> {
+    /// use std::time::Duration;
+    /// use metaq::Message;
+    /// let urgent = Message::new("alerts", "disk full");
+    /// producer.send_with_timeout(urgent, Duration::from_millis(200)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_with_timeout(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<SendResult>> + Send + 'static + use<> {
+        let budget = send::Budget {
+            start: tokio::time::Instant::now(),
+            timeout,
+        };
+        self.start_send(message, budget)
     }
 
     /// Sends many messages at once and resolves, when every one has its
@@ -273,24 +306,35 @@ impl Producer {
     where
         I: IntoIterator<Item = Message>,
     {
-        let start = tokio::time::Instant::now();
+        let budget = send::Budget {
+            start: tokio::time::Instant::now(),
+            timeout: self.inner.config.send_timeout,
+        };
         SendAll::new(
             messages
                 .into_iter()
-                .map(|message| self.start_send(message, start)),
+                .map(|message| self.start_send(message, budget)),
         )
     }
 
-    /// A send that started at `start` (read once for a batch): its first
+    /// A send within `budget` (its start read once for a batch): its first
     /// attempt queued now when possible.
-    fn start_send(&self, message: Message, start: tokio::time::Instant) -> send::SendFuture {
+    fn start_send(&self, message: Message, budget: send::Budget) -> send::SendFuture {
         let span = debug_span!("send", topic = %message.topic());
         let message = self.inner.with_dedupe_id(message);
         let token = self.inner.sends.token();
         let early = self
             .inner
             .check_open()
-            .and_then(|()| message.validate(self.inner.config.max_message_size));
+            .and_then(|()| message.validate(self.inner.config.max_message_size))
+            .and_then(|()| {
+                if budget.timeout.is_zero() {
+                    return Err(Error::Config {
+                        reason: "a send's timeout must be above zero".to_owned(),
+                    });
+                }
+                Ok(())
+            });
         let state = match early {
             Err(e) => {
                 self.inner.counters.failed(&e);
@@ -299,20 +343,20 @@ impl Producer {
             Ok(()) => {
                 // Queued now, so messages leave in the order of the calls;
                 // the first attempt gets its share of the send timeout.
-                let share =
-                    self.inner.config.send_timeout / send::max_attempts(&self.inner, &message);
-                let first = span.in_scope(|| self.inner.try_queue(&message, &[], start, share));
+                let share = budget.timeout / send::max_attempts(&self.inner, &message);
+                let first =
+                    span.in_scope(|| self.inner.try_queue(&message, &[], budget.start, share));
                 match first {
                     Ok(in_flight) => send::SendState::First {
                         producer: self.clone(),
                         message,
-                        start,
+                        budget,
                         in_flight,
                     },
                     not_yet => send::SendState::driven(
                         self.clone(),
                         message,
-                        start,
+                        budget,
                         send::Progress::first(not_yet),
                     ),
                 }

@@ -278,6 +278,20 @@ pub(crate) struct SendFuture {
     _in_flight: tokio_util::task::task_tracker::TaskTrackerToken,
 }
 
+/// A send's time: when it started and how long it may take, retries
+/// included (the producer's `send_timeout`, or the caller's own).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub(crate) start: Instant,
+    pub(crate) timeout: Duration,
+}
+
+impl Budget {
+    pub(crate) fn deadline(&self) -> Instant {
+        self.start + self.timeout
+    }
+}
+
 pub(crate) enum SendState {
     /// Refused before any attempt.
     Refused(Option<Error>),
@@ -285,7 +299,7 @@ pub(crate) enum SendState {
     First {
         producer: Producer,
         message: Message,
-        start: Instant,
+        budget: Budget,
         in_flight: InFlight,
     },
     /// The slow path and retries.
@@ -319,7 +333,7 @@ impl SendState {
     pub(crate) fn driven(
         producer: Producer,
         message: Message,
-        start: Instant,
+        budget: Budget,
         progress: Progress,
     ) -> Self {
         // Outside tokio's cooperative budget: a caller awaiting thousands of
@@ -327,7 +341,7 @@ impl SendState {
         // the budget, and every further answer's poll would be deferred and
         // woken again. A send does not loop, so it cannot starve other tasks.
         SendState::Driven(Box::pin(tokio::task::unconstrained(drive(
-            producer, message, start, progress,
+            producer, message, budget, progress,
         ))))
     }
 }
@@ -357,7 +371,7 @@ impl std::future::Future for SendFuture {
                     let SendState::First {
                         producer,
                         message,
-                        start,
+                        budget,
                         in_flight,
                     } = std::mem::replace(&mut this.state, SendState::Finished)
                     else {
@@ -377,7 +391,7 @@ impl std::future::Future for SendFuture {
                     match progress.record(
                         &producer.inner,
                         &message,
-                        start,
+                        budget,
                         &connection,
                         partition,
                         outcome,
@@ -387,7 +401,7 @@ impl std::future::Future for SendFuture {
                             return Poll::Ready(result);
                         }
                         Next::Retry => {
-                            this.state = SendState::driven(producer, message, start, progress);
+                            this.state = SendState::driven(producer, message, budget, progress);
                         }
                     }
                 }
@@ -437,7 +451,7 @@ impl Progress {
         &mut self,
         inner: &ProducerInner,
         message: &Message,
-        start: Instant,
+        budget: Budget,
         connection: &Connection,
         partition: Partition,
         outcome: Outcome,
@@ -452,11 +466,11 @@ impl Progress {
         self.attempts.0.push(Attempt {
             broker: connection.uri().clone(),
             partition,
-            elapsed: start.elapsed(),
+            elapsed: budget.start.elapsed(),
             delivery,
             cause: cause_of(&error),
         });
-        let deadline = start + inner.config.send_timeout;
+        let deadline = budget.deadline();
         if !retriable || number >= max_attempts(inner, message) || Instant::now() >= deadline {
             return Next::Done(Err(with_attempts(
                 error,
@@ -474,10 +488,10 @@ impl Progress {
 async fn drive(
     producer: Producer,
     message: Message,
-    start: Instant,
+    budget: Budget,
     progress: Progress,
 ) -> Result<SendResult> {
-    let result = attempts(&producer, message, start, progress).await;
+    let result = attempts(&producer, message, budget, progress).await;
     producer.inner.counters.ended(&result);
     result
 }
@@ -486,11 +500,11 @@ async fn drive(
 async fn attempts(
     producer: &Producer,
     message: Message,
-    start: Instant,
+    budget: Budget,
     mut progress: Progress,
 ) -> Result<SendResult> {
     let inner = &producer.inner;
-    let deadline = start + inner.config.send_timeout;
+    let deadline = budget.deadline();
     let max_attempts = max_attempts(inner, &message);
     loop {
         let number = progress.number();
@@ -518,7 +532,7 @@ async fn attempts(
                     progress.attempts.0.push(Attempt {
                         broker: broker.clone(),
                         partition: *partition,
-                        elapsed: start.elapsed(),
+                        elapsed: budget.start.elapsed(),
                         delivery: Delivery::NotSent,
                         cause: cause.clone(),
                     });
@@ -542,7 +556,7 @@ async fn attempts(
             number,
             answer,
         );
-        match progress.record(inner, &message, start, &connection, partition, outcome) {
+        match progress.record(inner, &message, budget, &connection, partition, outcome) {
             Next::Done(result) => return result,
             Next::Retry => {}
         }
