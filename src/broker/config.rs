@@ -167,6 +167,9 @@ pub struct BrokerConfig {
     pub topics: Vec<TopicConfig>,
     /// Host written in the broker URI. Default: the listen address's IP.
     pub host_name: Option<String>,
+    /// Port written in the broker URI (and reported as `port` by
+    /// `stats`). Default: the port the broker listens on.
+    pub advertised_port: Option<u16>,
     /// Largest message body accepted; larger puts get a 500. Default 2 MiB.
     pub max_message_size: usize,
     /// When appended records reach the disk. Default [`FlushPolicy::Group`].
@@ -207,6 +210,7 @@ impl BrokerConfig {
             data_dir: data_dir.into(),
             topics: Vec::new(),
             host_name: None,
+            advertised_port: None,
             max_message_size: DEFAULT_MAX_BODY,
             flush: FlushPolicy::Group,
             max_segment_size: 1 << 30,
@@ -279,6 +283,29 @@ impl BrokerConfig {
     /// ```
     pub fn with_host_name(mut self, host: impl Into<String>) -> Self {
         self.host_name = Some(host.into());
+        self
+    }
+
+    /// Sets the port written in the broker URI (default: the port the
+    /// broker listens on, the actual one when it listens on port 0). With
+    /// [`with_host_name`](Self::with_host_name), producers reach the broker
+    /// through another address than the one it listens on: a port forward,
+    /// a NAT, or a test's proxy in front of it. The broker does not check
+    /// that anything answers there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metaq::broker::BrokerConfig;
+    /// // Listens on 8123; producers connect to the forwarder on 9123.
+    /// let config = BrokerConfig::new(0, "127.0.0.1:2181", "/tmp/metaq-0")
+    ///     .with_listen("127.0.0.1:8123".parse().unwrap())
+    ///     .with_host_name("gateway.example.com")
+    ///     .with_advertised_port(9123);
+    /// assert_eq!(config.advertised_port, Some(9123));
+    /// ```
+    pub fn with_advertised_port(mut self, port: u16) -> Self {
+        self.advertised_port = Some(port);
         self
     }
 

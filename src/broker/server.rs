@@ -470,9 +470,9 @@ fn check(config: &BrokerConfig) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// `meta://<host-name or listen IP>:<actual port>`. An unspecified listen IP
-/// (0.0.0.0) says nothing to clients, so loopback is written instead; set a
-/// host name to publish a reachable address.
+/// `meta://<host-name or listen IP>:<advertised or actual port>`. An
+/// unspecified listen IP (0.0.0.0) says nothing to clients, so loopback is
+/// written instead; set a host name to publish a reachable address.
 pub(super) fn uri_for(config: &BrokerConfig, local: SocketAddr) -> BrokerUri {
     let host = config.host_name.clone().unwrap_or_else(|| {
         let ip = match local.ip() {
@@ -483,7 +483,7 @@ pub(super) fn uri_for(config: &BrokerConfig, local: SocketAddr) -> BrokerUri {
     });
     BrokerUri {
         host: host.into(),
-        port: local.port(),
+        port: config.advertised_port.unwrap_or(local.port()),
     }
 }
 
