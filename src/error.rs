@@ -283,6 +283,15 @@ pub enum Error {
     /// The producer was closed. Not sent.
     #[error("the producer is closed")]
     Closed,
+    /// `Producer::flush` waited `timeout` and sends were still in flight;
+    /// they go on, each ending with its own result.
+    #[error("{in_flight} send(s) still in flight after waiting {timeout:?}")]
+    FlushTimeout {
+        /// How long `flush` waited.
+        timeout: Duration,
+        /// Sends in flight when it stopped waiting.
+        in_flight: usize,
+    },
 }
 
 impl Error {
@@ -319,9 +328,10 @@ impl Error {
             | Error::ConnectionLost { .. }
             | Error::TransactionOutcomeUnknown { .. } => Some(Delivery::MaybeSent),
             Error::Rejected { .. } => Some(Delivery::Rejected),
-            Error::ZooKeeper { .. } | Error::ZooKeeperUnreachable { .. } | Error::Config { .. } => {
-                None
-            }
+            Error::ZooKeeper { .. }
+            | Error::ZooKeeperUnreachable { .. }
+            | Error::Config { .. }
+            | Error::FlushTimeout { .. } => None,
         }
     }
 

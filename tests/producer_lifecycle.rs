@@ -432,3 +432,47 @@ async fn build_fails_with_typed_errors() {
         assert_eq!(others.count(), 0, "names another setting too: {text}");
     }
 }
+
+/// `flush` waits for every send in flight, spawned ones included, and
+/// leaves the producer open; a too-short wait says how many are left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_sends_in_flight_and_keeps_the_producer_open() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let producer = producer(&root).build().await.unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    producer.flush(Duration::from_millis(10)).await.unwrap(); // none in flight
+
+    b0.delay_responses(Duration::from_millis(600));
+    let sends: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(producer.send(Message::new(TOPIC, format!("flush-{i}")))))
+        .collect();
+    assert_eq!(producer.in_flight(), 50);
+    let error = producer
+        .flush(Duration::from_millis(50))
+        .await
+        .expect_err("the answers are 600 ms late");
+    assert!(
+        matches!(error, Error::FlushTimeout { in_flight: 50, .. }),
+        "{error:?}"
+    );
+    producer.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(producer.in_flight(), 0);
+    // Each send has its result (the tasks holding them end a moment later).
+    for send in sends {
+        send.await.unwrap().expect("each send succeeds");
+    }
+    assert_eq!(b0.records(Some(TOPIC)).len(), 50);
+
+    b0.delay_responses(Duration::ZERO);
+    producer
+        .send(Message::new(TOPIC, "after flush"))
+        .await
+        .expect("still open");
+    let dropped = producer.send(Message::new(TOPIC, "dropped"));
+    assert_eq!(producer.in_flight(), 1);
+    drop(dropped);
+    assert_eq!(producer.in_flight(), 0);
+    producer.close().await;
+}

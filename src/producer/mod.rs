@@ -30,6 +30,7 @@
 //! * Session ids never contain `:` (IPv6 hosts break the Java `TX:` key).
 
 mod builder;
+mod in_flight;
 mod selector;
 mod send;
 mod send_all;
@@ -47,7 +48,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::debug_span;
 
 pub use builder::ProducerBuilder;
@@ -110,7 +110,7 @@ pub(crate) struct ProducerInner {
     /// Serialises the creation of topic states (not taken by sends).
     subscribing: Mutex<()>,
     closed: AtomicBool,
-    sends: TaskTracker,
+    sends: in_flight::SendTracker,
     stop: CancellationToken,
     /// `<host>-<millis>-<seq>`, the middle part of transaction keys.
     pub(crate) session_id: String,
@@ -164,7 +164,7 @@ impl Producer {
                 topics: ArcSwap::default(),
                 subscribing: Mutex::new(()),
                 closed: AtomicBool::new(false),
-                sends: TaskTracker::new(),
+                sends: in_flight::SendTracker::default(),
                 counters: stats::Counters::default(),
                 dedupe_ids: std::sync::atomic::AtomicU64::new(0),
                 stop: CancellationToken::new(),
@@ -365,6 +365,57 @@ impl Producer {
         send::SendFuture::new(state, span, token)
     }
 
+    /// Waits until every send in flight has ended (including sends started
+    /// meanwhile), as librdkafka's `flush`; the producer stays open. Sends
+    /// end by their own timeouts, so a `timeout` above `send_timeout` is
+    /// only reached if sends keep coming.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FlushTimeout`] with the sends still in flight when `timeout`
+    /// passed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(producer: metaq::Producer) -> Result<(), metaq::Error> {
+    /// use std::time::Duration;
+    /// use metaq::Message;
+    /// for i in 0..100 {
+    ///     // Spawned sends: their results are not awaited here.
+    ///     tokio::spawn(producer.send(Message::new("orders", format!("order {i}"))));
+    /// }
+    /// producer.flush(Duration::from_secs(10)).await?;
+    /// assert_eq!(producer.in_flight(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush(&self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.inner.sends.idle()).await {
+            Ok(()) => Ok(()),
+            Err(_elapsed) => Err(Error::FlushTimeout {
+                timeout,
+                in_flight: self.inner.sends.len(),
+            }),
+        }
+    }
+
+    /// Sends started and not yet ended (`send`, `send_with_timeout` and
+    /// the messages of `send_all`; not transactions).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(producer: metaq::Producer) {
+    /// let send = producer.send(metaq::Message::new("orders", "one"));
+    /// assert_eq!(producer.in_flight(), 1);
+    /// drop(send); // a dropped send ends too
+    /// assert_eq!(producer.in_flight(), 0);
+    /// # }
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.inner.sends.len()
+    }
+
     /// What this producer's sends came to so far: successes, failures by
     /// kind, retries, the retries that may have stored a message twice,
     /// and the sends in flight. Cheap (a few atomic reads).
@@ -445,9 +496,8 @@ impl Producer {
     pub async fn close(&self) {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Release);
-        inner.sends.close();
         let bound = inner.config.send_timeout + Duration::from_secs(1);
-        let _ = tokio::time::timeout(bound, inner.sends.wait()).await;
+        let _ = tokio::time::timeout(bound, inner.sends.idle()).await;
         inner.stop.cancel();
         inner.pool.close_all();
         inner.discovery.close().await;

@@ -275,7 +275,8 @@ pub(crate) struct SendFuture {
     state: SendState,
     span: tracing::Span,
     /// Counts the send in the producer's task tracker until it ends.
-    _in_flight: tokio_util::task::task_tracker::TaskTrackerToken,
+    /// Held until the send ends (or the future is dropped).
+    in_flight: Option<super::in_flight::SendToken>,
 }
 
 /// A send's time: when it started and how long it may take, retries
@@ -311,12 +312,12 @@ impl SendFuture {
     pub(crate) fn new(
         state: SendState,
         span: tracing::Span,
-        in_flight: tokio_util::task::task_tracker::TaskTrackerToken,
+        in_flight: super::in_flight::SendToken,
     ) -> Self {
         SendFuture {
             state,
             span,
-            _in_flight: in_flight,
+            in_flight: Some(in_flight),
         }
     }
 
@@ -353,8 +354,23 @@ impl std::future::Future for SendFuture {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        use std::task::Poll;
         let this = self.get_mut();
+        let poll = this.poll_send(cx);
+        if poll.is_ready() {
+            // Ended: no longer in flight, even if the future is kept.
+            this.in_flight = None;
+        }
+        poll
+    }
+}
+
+impl SendFuture {
+    fn poll_send(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<SendResult>> {
+        use std::task::Poll;
+        let this = self;
         let _entered = this.span.enter();
         loop {
             match &mut this.state {
