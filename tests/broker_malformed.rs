@@ -1,6 +1,6 @@
 //! Malformed input closes only the connection that sent it, without an
 //! answer for the bad frame, after answering every request decoded before it
-//! (reference 3.1); other connections keep working.
+//! (docs/protocol.md §3.1); other connections keep working.
 
 mod broker_common;
 

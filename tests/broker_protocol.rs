@@ -1,5 +1,5 @@
 //! Every answer of the development broker over real TCP, from raw bytes
-//! (reference 3, 5.1): puts in every form, the reference 500 texts, the size
+//! (docs/protocol.md §3, 5.1): puts in every form, the 500 texts of docs/protocol.md §5.1, the size
 //! limit, the refused consumer commands, `version`, `stats`, `quit`, injected
 //! failures and pipelining.
 
@@ -18,10 +18,10 @@ use tokio::net::TcpStream;
 async fn put_answers_id_partition_and_byte_offset_exactly() {
     let zk = ZkServer::shared();
     let broker = TestBroker::start(zk, &unique_root(), 7, &[("test", 4)]).await;
-    assert_eq!(crc(b"hello"), 907_060_870, "reference 3.14");
+    assert_eq!(crc(b"hello"), 907_060_870, "docs/protocol.md §3.14");
     let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
 
-    // Example 1 of reference 3.14, byte for byte.
+    // Example 1 of docs/protocol.md §3.14, byte for byte.
     let example1: &[u8] = b"put test 0 5 0 907060870 1\r\nhello";
     assert_eq!(example1.len(), 33);
     stream.write_all(example1).await.unwrap();
@@ -64,7 +64,7 @@ async fn put_answers_id_partition_and_byte_offset_exactly() {
     let body = String::from_utf8(body).unwrap();
     assert!(body.ends_with(" 3 0"), "{body:?}");
 
-    // Ids: increasing, worker id = broker id (reference 5.3).
+    // Ids: increasing, worker id = broker id (docs/protocol.md §5.3).
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     assert!(ids.iter().all(|id| (id >> 12) & 0x3ff == 7), "{ids:?}");
 
@@ -85,7 +85,7 @@ async fn put_with_an_attribute_is_stored_as_sent() {
     let zk = ZkServer::shared();
     let broker = TestBroker::start(zk, &unique_root(), 0, &[("test", 4)]).await;
     let mut client = RawClient::connect(broker.local_addr()).await;
-    // Example 2 of reference 3.14, byte for byte.
+    // Example 2 of docs/protocol.md §3.14, byte for byte.
     let mut example2 = b"put test 1 13 1 1184113660 2\r\n".to_vec();
     example2.extend_from_slice(&[0, 0, 0, 4]);
     example2.extend_from_slice(b"tag1hello");
@@ -168,7 +168,7 @@ async fn refused_puts_get_the_reference_texts_and_store_nothing() {
     let mut bad_crc = b"put test 0 5 0 907060871 13\r\nhello".to_vec();
     bad_crc.extend(b"put test 1 5 0 0 14\r\nhello");
     let cases: Vec<(Vec<u8>, i32, String)> = vec![
-        // Example 6 of reference 3.14.
+        // Example 6 of docs/protocol.md §3.14.
         (
             b"put test 9 5 0 907060870 8\r\nhello".to_vec(),
             8,
@@ -213,7 +213,7 @@ async fn refused_puts_get_the_reference_texts_and_store_nothing() {
             put_failure(&uri, "test", partition, checksum_failure)
         );
     }
-    // The example-6 line is exactly 99 bytes in the reference; here the
+    // The example-6 line is exactly 99 bytes in docs/protocol.md §3.14; here the
     // port has a different length, so check the formula instead.
     assert_eq!(
         cases[0].2.len(),
@@ -341,7 +341,7 @@ async fn version_answers_200_with_the_opaque_or_the_default() {
     assert_eq!((answer.code.0, answer.opaque), (200, 2_147_483_647));
     let answer = client.call(b"version -2147483648\r\n").await.unwrap();
     assert_eq!((answer.code.0, answer.opaque), (200, i32::MIN));
-    // Any word starting with `v` but `value` is read as version (reference 3.1).
+    // Any word starting with `v` but `value` is read as version (docs/protocol.md §3.1).
     let answer = client.call(b"vxyz 8\r\n").await.unwrap();
     assert_eq!((answer.code.0, answer.opaque), (200, 8));
     // Trailing empty tokens are dropped (Java split), inner ones kept.
@@ -422,7 +422,7 @@ async fn quit_closes_the_connection_after_the_answers_before_it() {
     assert!(client.response().await.is_none(), "nothing after quit");
     assert!(client.is_closed().await);
 
-    // Any word starting with q is quit (reference 3.1).
+    // Any word starting with q is quit (docs/protocol.md §3.1).
     let mut client = RawClient::connect(broker.local_addr()).await;
     client.send(b"qwerty 5\r\n").await;
     assert!(client.is_closed().await);

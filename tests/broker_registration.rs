@@ -1,5 +1,5 @@
 //! The development broker's ZooKeeper registration against a real ZooKeeper
-//! (reference 1.2, 1.3): every node and its data, removal on graceful stop
+//! (docs/protocol.md §1.2, 1.3): every node and its data, removal on graceful stop
 //! and on a killed process, re-registration after session expiry, and
 //! wildcard topics registered on first put.
 
@@ -46,7 +46,7 @@ async fn two_brokers_write_every_node_as_a_java_master_does() {
         .1;
     assert_ne!(owner0, owner1);
 
-    // The tree a producer lists (reference 1.4).
+    // The tree a producer lists (docs/protocol.md §1.4).
     let mut ids = client
         .list_children(&format!("{root}/brokers/ids"))
         .await
@@ -116,7 +116,7 @@ async fn sigterm_removes_every_node_before_the_process_exits() {
     let root = unique_root();
     let data = tempfile::tempdir().unwrap();
     let topics = &[("test", 4), ("orders", 2)];
-    // Given as `metaq-test-…/`: normalised to `/metaq-test-…` (reference 1.1).
+    // Given as `metaq-test-…/`: normalised to `/metaq-test-…` (docs/protocol.md §1.1).
     let unnormalised = format!("{}/", root.trim_start_matches('/'));
     let mut process = BrokerProcess::spawn(
         BROKER_BIN,
@@ -361,7 +361,7 @@ async fn shutdown_leaves_zookeeper_before_it_stops_serving() {
     let root = unique_root();
     let data = tempfile::tempdir().unwrap();
     // MetaQ sleeps between leaving ZooKeeper and closing its sockets, so
-    // producers move away before their connections break (reference 1.3).
+    // producers move away before their connections break (docs/protocol.md §1.3).
     let config = test_broker_config(zk, &root, 0, data.path(), &[("test", 2)])
         .with_shutdown_grace(Duration::from_secs(3));
     let broker = Arc::new(TestBroker::start_with(config, data).await);
@@ -407,7 +407,7 @@ async fn ids_node_with_slaves_is_emptied_instead_of_deleted() {
     let root = unique_root();
     let broker = TestBroker::start(zk, &root, 0, &[("test", 1)]).await;
     let client = zk.client().await;
-    // A slave of broker 0 (reference 1.2: ids/<id>/slave<N>, ephemeral).
+    // A slave of broker 0 (docs/protocol.md §1.2: ids/<id>/slave<N>, ephemeral).
     let slave = format!("{root}/brokers/ids/0/slave0");
     client
         .create(
@@ -420,7 +420,7 @@ async fn ids_node_with_slaves_is_emptied_instead_of_deleted() {
         .unwrap();
 
     broker.shutdown().await;
-    // Reference 1.3 shutdown step 2: ids/<id> cannot be deleted, so its
+    // docs/protocol.md §1.3 shutdown step 2: ids/<id> cannot be deleted, so its
     // data is set to the empty string; every node of the master is gone.
     assert_eq!(
         persistent(&client, &format!("{root}/brokers/ids/0")).await,

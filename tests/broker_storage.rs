@@ -1,5 +1,5 @@
 //! What the development broker acknowledges is on disk in MetaQ's record
-//! format (reference 5.4, 5.5): across a graceful restart, across SIGKILL of
+//! format (docs/protocol.md §5.4, 5.5): across a graceful restart, across SIGKILL of
 //! the `metaq-broker` process, as `metaq-broker dump` prints it, and after a
 //! torn tail is cut at startup.
 
@@ -150,7 +150,7 @@ async fn a_wildcard_topic_found_on_disk_is_registered_at_startup() {
     .await;
 
     broker.restart().await;
-    // Reference 1.3 step 4: topics found in the data directory are
+    // docs/protocol.md §1.3 step 4: topics found in the data directory are
     // registered at startup, not only on the next put (which a producer
     // could not send: it finds partitions in ZooKeeper).
     assert_registered(&zk_client, &root, 0, &broker.uri().to_string(), topics).await;
@@ -212,7 +212,7 @@ async fn dump_prints_every_field_of_what_was_acknowledged() {
     let zk = ZkServer::shared();
     let broker = TestBroker::start(zk, &unique_root(), 0, &[("test", 2), ("other", 1)]).await;
     let mut client = RawClient::connect(broker.local_addr()).await;
-    // Reference 3.14 example 2 (attribute tag1) and example 1.
+    // docs/protocol.md §3.14 example 2 (attribute tag1) and example 1.
     let mut example2 = b"put test 1 13 1 1184113660 0\r\n".to_vec();
     example2.extend_from_slice(&[0, 0, 0, 4]);
     example2.extend_from_slice(b"tag1hello");

@@ -1,4 +1,4 @@
-//! Local transactions on the development broker over TCP (reference 3.5,
+//! Local transactions on the development broker over TCP (docs/protocol.md §3.5,
 //! 3.14 example 4, 4.2, 4.4 – 4.6): commit, rollback, unknown keys,
 //! timeouts, rollback on disconnect, PREPARE and END.
 
@@ -30,7 +30,7 @@ async fn commit_appends_each_partition_contiguously_with_the_ids_answered() {
     let mut other = RawClient::connect(broker.local_addr()).await;
     let k = key(1);
 
-    // Example 4 of reference 3.14 with our session id, byte for byte.
+    // Example 4 of docs/protocol.md §3.14 with our session id, byte for byte.
     let begin = format!("transaction {k} {SESSION} BEGIN 10 3\r\n");
     assert_eq!(
         begin.len(),
@@ -249,7 +249,7 @@ async fn rollback_discards_every_put() {
                 .unwrap(),
         );
     }
-    // Reference 3.14: `result 200 0 6`.
+    // docs/protocol.md §3.14: `result 200 0 6`.
     let answer = c.call(&tx(&k, SESSION, "ROLLBACK", None, 6)).await.unwrap();
     assert_eq!(
         (answer.code.0, answer.opaque, answer.body.len()),
@@ -350,7 +350,7 @@ async fn transactions_time_out_and_roll_back() {
     let root = unique_root();
     let data = tempfile::tempdir().unwrap();
     let mut config = test_broker_config(zk, &root, 0, data.path(), &[("test", 1)]);
-    // Caps longer timeouts (reference 4.5: maxTxTimeoutInSeconds).
+    // Caps longer timeouts (docs/protocol.md §4.5: maxTxTimeoutInSeconds).
     config.max_tx_timeout = Duration::from_secs(2);
     let broker = TestBroker::start_with(config, data).await;
     let mut c = RawClient::connect(broker.local_addr()).await;
@@ -432,7 +432,7 @@ async fn closing_the_connection_rolls_back_its_open_transactions() {
             .unwrap(),
     );
 
-    // Local transactions belong to their connection (reference 4.2).
+    // Local transactions belong to their connection (docs/protocol.md §4.2).
     let answer = other
         .call(&tx(&k, SESSION, "COMMIT_ONE_PHASE", None, 3))
         .await
@@ -521,7 +521,7 @@ async fn xa_is_refused_and_recover_finds_nothing() {
     let broker = TestBroker::start(zk, &unique_root(), 0, &[("test", 1)]).await;
     let mut c = RawClient::connect(broker.local_addr()).await;
     let xid = "XID:1:010203:0a:XAMessageProducer-host1";
-    // Reference 3.14 example 5's BEGIN (6 tokens: qualifier, no timeout).
+    // docs/protocol.md §3.14 example 5's BEGIN (6 tokens: qualifier, no timeout).
     let answer = c
         .call(
             format!("transaction {xid} {SESSION} BEGIN XAMessageProducer-host1 10\r\n").as_bytes(),

@@ -1,5 +1,5 @@
 //! Discovery against a real ZooKeeper: route snapshots from hand-written
-//! nodes (laid out exactly as reference 1.2 shows) and from in-process test
+//! nodes (laid out exactly as docs/protocol.md §1.2 shows) and from in-process test
 //! brokers, through changes, malformed data, session expiry and a server
 //! outage.
 
@@ -168,7 +168,7 @@ async fn spec_example_route() {
     init_tracing();
     let zk = ZkServer::shared();
     let tree = Tree::new(zk).await;
-    // Reference 1.4's tree, broker 1's JSON with its keys the other way round.
+    // docs/protocol.md §1.4's tree, broker 1's JSON with its keys the other way round.
     tree.master(0, "meta://10.0.0.5:8123").await;
     tree.client
         .create(

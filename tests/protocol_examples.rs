@@ -1,4 +1,4 @@
-//! The worked byte examples of the MetaQ reference (section 3.14), byte-exact,
+//! The worked byte examples of docs/protocol.md §3.14, byte-exact,
 //! and the decoder rules of sections 3.1 and 3.4 – 3.8.
 
 use bytes::{Bytes, BytesMut};
@@ -20,7 +20,7 @@ const TX1: &str = "TX:192.168.1.10-1367290000000-1:1";
 const XID: &str = "XID:1:010203:0a:XAMessageProducer-host1";
 const UQ: &str = "XAMessageProducer-host1";
 
-/// Parses a hex dump as printed in the reference (`0000  70 75 ...  |put ...|`).
+/// Parses a hex dump as printed in docs/protocol.md (`0000  70 75 ...  |put ...|`).
 fn from_hex_dump(dump: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for line in dump.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -1012,7 +1012,7 @@ fn any_q_word_is_quit() {
         b"quitting now 1 2\r\n",
         b"qwerty x y z\r\n",
         b"q \r\n",
-        // The reference decoder dispatches on the first character before it
+        // The Java decoder dispatches on the first character before it
         // looks at the tokens: even more tokens than any command has is quit.
         b"quit 1 2 3 4 5 6 7 8 9 10\r\n",
         b"q  x  y  z  \r\n",

@@ -841,7 +841,7 @@ async fn a_topic_the_pinned_broker_lacks_fails_without_partial_commit() {
     producer.close().await;
 }
 
-/// Reference 2.6: inside a transaction, a message for a topic no broker
+/// docs/protocol.md §2.6: inside a transaction, a message for a topic no broker
 /// lists yet goes to the pinned broker's partitions of the default topic
 /// (as outside transactions); here the broker accepts it through a `dyn-*`
 /// wildcard.

@@ -1,4 +1,4 @@
-//! Local transactions on the wire (issue 4, reference 3.5, 3.14 example 4,
+//! Local transactions on the wire (issue 4, docs/protocol.md §3.5, 3.14 example 4,
 //! 4.2): a recording TCP proxy sits between the producer and a development
 //! broker. The proxy is registered by hand in ZooKeeper, under a root of
 //! its own, as broker 7 serving the topics the test chooses (which may
@@ -316,7 +316,7 @@ impl PartitionSelector for ByKey {
 // 2. The bytes of BEGIN, put and COMMIT / ROLLBACK
 // ---------------------------------------------------------------------------
 
-/// Reference 3.14, example 4, in form: with a 10 s timeout,
+/// docs/protocol.md §3.14, example 4, in form: with a 10 s timeout,
 /// `transaction TX:<sid>:1 <sid> BEGIN 10 <opaque>`, then
 /// `put orders <p> 5 0 907060870 TX:<sid>:1 <opaque>` + `hello`, then
 /// `transaction TX:<sid>:1 <sid> COMMIT_ONE_PHASE <opaque>`, in that order,
@@ -591,7 +591,7 @@ async fn a_broker_error_fails_the_transaction_without_partial_commit() {
     producer.close().await;
 }
 
-/// Reference section 8, item 11: the first put fails; the transaction does
+/// docs/protocol.md §8, item 11: the first put fails; the transaction does
 /// not move to another broker for the next message (Java would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_first_put_never_moves_the_transaction() {
@@ -960,7 +960,7 @@ async fn a_guard_dropped_outside_the_runtime_still_rolls_back() {
 }
 
 // ---------------------------------------------------------------------------
-// The broker side, byte by byte (reference 4.2, 4.5, 4.6)
+// The broker side, byte by byte (docs/protocol.md §4.2, 4.5, 4.6)
 // ---------------------------------------------------------------------------
 
 const SID: &str = "host-1367290000000-1";
@@ -1098,8 +1098,8 @@ async fn broker_local_transaction_rules() {
     assert_eq!(broker.records(None).len(), 2);
 }
 
-/// Closing a connection rolls back its open transactions (the reference
-/// broker forgets to; reference section 8 item 4); a BEGIN timeout rolls
+/// Closing a connection rolls back its open transactions (the Java
+/// broker forgets to; docs/protocol.md §8 item 4); a BEGIN timeout rolls
 /// back on its own; a later COMMIT finds nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_rolls_back_on_close_and_on_timeout() {

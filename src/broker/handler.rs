@@ -1,5 +1,5 @@
 //! Answers to requests that need no per-connection state: plain puts,
-//! `version`, `stats`, and the refusals (reference 5.1, 3.6, 3.7, 3.10).
+//! `version`, `stats`, and the refusals (docs/protocol.md §5.1, 3.6, 3.7, 3.10).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -36,7 +36,7 @@ pub(crate) struct Target {
 }
 
 impl Shared {
-    /// The text every failed put answer starts with (reference 5.1).
+    /// The text every failed put answer starts with (docs/protocol.md §5.1).
     pub(crate) fn put_failure(&self, topic: &str, partition: i32, detail: &str) -> String {
         format!(
             "Put message to [broker '{}'] [partition '{topic}-{partition}'] failed.Detail:{detail}",

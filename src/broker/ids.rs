@@ -1,7 +1,7 @@
-//! Message ids in MetaQ's snowflake layout (reference 5.3):
+//! Message ids in MetaQ's snowflake layout (docs/protocol.md §5.3):
 //! `((millis - EPOCH) << 22) | (brokerId << 12) | sequence`.
 //!
-//! The reference broker reads a monotonic clock; this one uses wall-clock
+//! The Java broker reads a monotonic clock; this one uses wall-clock
 //! milliseconds (positive ids) and never goes backwards: if the clock does,
 //! or 4096 ids are taken within one millisecond, it borrows the next one.
 

@@ -1,5 +1,5 @@
 //! Registration in ZooKeeper exactly as a Java MetaQ 1.4 master does it
-//! (reference 1.3), kept alive across session expiry.
+//! (docs/protocol.md §1.3), kept alive across session expiry.
 //!
 //! One task owns the ZooKeeper client. The broker talks to it through a
 //! channel; the task also watches the session and, when it expires, opens a
@@ -55,7 +55,7 @@ impl Registry {
             .filter(|t| !t.is_pattern())
             .map(|t| (t.name.clone(), t.partitions))
             .collect();
-        // Reference 1.3 step 4: then every topic found in the data directory,
+        // docs/protocol.md §1.3 step 4: then every topic found in the data directory,
         // so a topic accepted through a wildcard is found by producers after
         // a restart (they could not send the put that would register it).
         for topic in on_disk {

@@ -56,7 +56,7 @@ impl Shared {
         *self.uri.write().unwrap_or_else(|e| e.into_inner()) = uri;
     }
 
-    /// Registers a topic accepted through a wildcard, once (reference 1.3, "Runtime").
+    /// Registers a topic accepted through a wildcard, once (docs/protocol.md §1.3, "Runtime").
     pub(crate) fn ensure_registered(&self, topic: &str, partitions: u32, is_pattern: bool) {
         if !is_pattern {
             return;

@@ -1,10 +1,10 @@
-//! Local transactions of one connection (reference 4.2, 4.5, 4.6).
+//! Local transactions of one connection (docs/protocol.md §4.2, 4.5, 4.6).
 //!
 //! MetaQ keeps local transactions in a per-connection session, so they live
 //! here, in the connection task, with no locks. Puts inside a transaction get
 //! their message id at once and are held in memory; COMMIT appends each
 //! partition's messages as one contiguous block; ROLLBACK, a timeout, or the
-//! connection closing discards them (the reference broker forgets the last
+//! connection closing discards them (the Java broker forgets the last
 //! case and keeps them until they time out).
 
 use std::collections::{BTreeMap, HashMap};
@@ -181,7 +181,7 @@ impl TxSession {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
             }
         };
-        // The reference broker skips this check for transactional puts; a
+        // The Java broker skips this check for transactional puts; a
         // development broker should catch a client that sends a bad CRC.
         if let Some(expected) = put.checksum.filter(|c| *c != -1) {
             if expected != checksum(&put.body) {

@@ -1,4 +1,4 @@
-//! Paths and node data of the MetaQ ZooKeeper layout (reference section 1).
+//! Paths and node data of the MetaQ ZooKeeper layout (docs/protocol.md §1).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! One listing of a topic: ZooKeeper nodes → [`TopicRoute`] (reference 1.4,
+//! One listing of a topic: ZooKeeper nodes → [`TopicRoute`] (docs/protocol.md §1.4,
 //! with the fixes of sections 2.2 and 8).
 //!
 //! The same code serves [`read_route`] (plain reads) and the watch tasks

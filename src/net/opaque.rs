@@ -1,4 +1,4 @@
-//! Request ids, as gecko's OpaqueGenerator hands them out (reference 2.1):
+//! Request ids, as gecko's OpaqueGenerator hands them out (docs/protocol.md §2.1):
 //! one process-wide counter from `i32::MIN`, back to `i32::MIN` once it
 //! reaches `i32::MAX - 10`.
 

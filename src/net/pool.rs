@@ -1,5 +1,5 @@
 //! One connection per broker address, shared by every topic that uses it
-//! and closed when the last one lets go (reference 2.1).
+//! and closed when the last one lets go (docs/protocol.md §2.1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,4 +1,4 @@
-//! Choosing a partition for a message (reference 2.3).
+//! Choosing a partition for a message (docs/protocol.md §2.3).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

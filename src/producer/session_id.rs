@@ -1,4 +1,4 @@
-//! Producer session ids, `<host>-<millis>-<seq>` (reference 2.1), made safe
+//! Producer session ids, `<host>-<millis>-<seq>` (docs/protocol.md §2.1), made safe
 //! for transaction keys: MetaQ uses the first non-loopback IP, and an IPv6
 //! address puts `:` into `TX:<sessionId>:<n>`, which the broker then cannot
 //! parse. Here the host part is the machine's host name with every character

@@ -1,4 +1,4 @@
-//! Local transactions pinned to one broker connection (reference 2.6, 4.2).
+//! Local transactions pinned to one broker connection (docs/protocol.md §2.6, 4.2).
 //!
 //! A [`Transaction`] sends nothing until its first message. That message's
 //! partition is chosen by the producer's selector; BEGIN goes to its broker,
@@ -9,7 +9,7 @@
 //! answers an error, the transaction is broken: it never moves, never
 //! retries elsewhere and never commits partially.
 //!
-//! Differences from the Java client (reference section 8): the broker is
+//! Differences from the Java client (docs/protocol.md §8): the broker is
 //! pinned at BEGIN, not after the first successful put (item 11); the key
 //! counter stays a positive 32-bit int (item 8); session ids have no `:`
 //! (item 9); an uncommitted guard rolls back when dropped.
@@ -235,7 +235,7 @@ impl Transaction {
             Some(pinned) => {
                 let (broker_id, connection, epoch) =
                     (pinned.broker_id, pinned.connection.clone(), pinned.epoch);
-                // As outside transactions (reference 2.6): a topic no broker
+                // As outside transactions (docs/protocol.md §2.6): a topic no broker
                 // lists uses the default topic's partitions.
                 let state = match inner.default_topic_state() {
                     Some(default) if topic.route.load().partitions.is_empty() => default,

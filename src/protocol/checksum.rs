@@ -1,4 +1,4 @@
-//! The CRC carried by `put` and stored in every on-disk record (reference 3.12).
+//! The CRC carried by `put` and stored in every on-disk record (docs/protocol.md §3.12).
 
 /// CRC-32 (IEEE) of `body`, masked with `0x7FFF_FFFF` as MetaQ does, so the value
 /// is always non-negative and `-1` stays free to mean "not supplied".

@@ -1,9 +1,9 @@
-//! Parsing header lines into frames (reference 3.1 – 3.8).
+//! Parsing header lines into frames (docs/protocol.md §3.1 – 3.8).
 //!
 //! The line has already been cut at CRLF and is known to be within the length
 //! cap. Tokens are split on single spaces with Java `String.split` semantics:
 //! empty tokens inside the line are kept, trailing empty tokens are dropped.
-//! Dispatch is on the first character of the first token, as the reference
+//! Dispatch is on the first character of the first token, as the Java
 //! decoder does.
 
 use std::str::FromStr;
@@ -107,7 +107,7 @@ impl Ctx<'_> {
 
 /// Parses one header line (without its CRLF).
 pub(crate) fn parse_line(raw: &[u8]) -> Result<Head, ProtocolError> {
-    // Any word starting with `q` is `quit`, whatever follows: the reference
+    // Any word starting with `q` is `quit`, whatever follows: the Java
     // decoder dispatches on the first character and never looks at the tokens.
     if raw.first() == Some(&b'q') {
         return Ok(Head::Request(Request::Quit));
@@ -158,7 +158,7 @@ fn parse_general(raw: &[u8]) -> Result<Head, ProtocolError> {
                 line,
             },
         ),
-        // The reference decoder reads any other word starting with `v` as `version`.
+        // The Java decoder reads any other word starting with `v` as `version`.
         Some(b'v') if first != "value" => parse_version(
             t,
             &Ctx {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::TxKey;
 
-/// A `put`: one message for one partition (reference 3.4).
+/// A `put`: one message for one partition (docs/protocol.md §3.4).
 ///
 /// `checksum: None` is the legacy form without a checksum token (6 or 7
 /// tokens); `Some(-1)` is an explicit "not supplied".
@@ -40,7 +40,7 @@ pub struct PutRequest {
     pub body: Bytes,
 }
 
-/// The type word of a `transaction` command (reference 3.5).
+/// The type word of a `transaction` command (docs/protocol.md §3.5).
 ///
 /// # Examples
 ///
@@ -72,7 +72,7 @@ pub enum TransactionKind {
 }
 
 impl TransactionKind {
-    /// Every kind, in the order of the reference's enum.
+    /// Every kind, in the order of Java's enum.
     ///
     /// # Examples
     ///
@@ -114,7 +114,7 @@ impl TransactionKind {
         }
     }
 
-    /// Parses the exact wire word. Case matters, as in the reference broker.
+    /// Parses the exact wire word. Case matters, as in the Java broker.
     ///
     /// # Examples
     ///
@@ -128,7 +128,7 @@ impl TransactionKind {
     }
 }
 
-/// A `transaction` command (reference 3.5).
+/// A `transaction` command (docs/protocol.md §3.5).
 ///
 /// # Examples
 ///
@@ -160,7 +160,7 @@ pub struct TransactionRequest {
 }
 
 /// A request the development broker decodes but has no handler for (`get`,
-/// `offset`, `sync`); it answers 503 like a reference broker without the plugin.
+/// `offset`, `sync`); it answers 503 like a Java broker without the plugin.
 ///
 /// # Examples
 ///
@@ -258,7 +258,7 @@ impl Request {
     }
 }
 
-/// HTTP-like status codes of `result` frames (reference 3.13).
+/// HTTP-like status codes of `result` frames (docs/protocol.md §3.13).
 ///
 /// # Examples
 ///
@@ -396,7 +396,7 @@ impl StatusCode {
     }
 }
 
-/// A `result` frame: the answer to every request but `get` (reference 3.2).
+/// A `result` frame: the answer to every request but `get` (docs/protocol.md §3.2).
 ///
 /// # Examples
 ///

@@ -1,4 +1,4 @@
-//! Message bodies: the optional attribute block in front of the payload (reference 3.11).
+//! Message bodies: the optional attribute block in front of the payload (docs/protocol.md §3.11).
 
 use bytes::{BufMut, Bytes, BytesMut};
 

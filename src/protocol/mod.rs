@@ -10,7 +10,7 @@
 //!   bounded line and body sizes.
 //! * [`TxKey`]: transaction identifiers as they appear on the wire.
 //!
-//! The facts behind this module are in the MetaQ reference, section 3.
+//! The facts behind this module are in docs/protocol.md, section 3 (§3.1–3.14).
 
 mod ascii;
 mod checksum;
@@ -67,7 +67,7 @@ pub const DEFAULT_OPAQUE: i32 = i32::MAX;
 /// ```
 pub const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
 
-/// Default cap on a header line (64 KiB). The reference broker has none.
+/// Default cap on a header line (64 KiB). The Java broker has none.
 ///
 /// # Examples
 ///

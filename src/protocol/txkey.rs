@@ -1,4 +1,4 @@
-//! Transaction identifiers as written on the wire (reference 4.1).
+//! Transaction identifiers as written on the wire (docs/protocol.md §4.1).
 
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
@@ -54,7 +54,7 @@ pub struct XaTxId {
 /// The key token of `put` and `transaction` commands.
 ///
 /// `Display` writes the exact wire text and [`FromStr`] parses it with the
-/// reference broker's rules.
+/// Java broker's rules.
 ///
 /// ```
 /// use metaq::protocol::{LocalTxId, TxKey};

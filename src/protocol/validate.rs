@@ -87,7 +87,7 @@ pub fn validate_session_id(session_id: &str) -> Result<(), ProtocolError> {
 }
 
 /// An XA unique qualifier: like a session id, and not all digits (a numeric
-/// qualifier is misread as a timeout by the reference decoder).
+/// qualifier is misread as a timeout by the Java decoder).
 ///
 /// ```
 /// use metaq::protocol::validate_unique_qualifier;

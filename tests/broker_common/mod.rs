@@ -1,6 +1,6 @@
 //! Helpers shared by the `broker_*` integration tests: raw frames written by
 //! hand (not with the crate's encoder, so the tests check the broker against
-//! the reference, not against our own encoder), ZooKeeper node checks,
+//! docs/protocol.md, not against our own encoder), ZooKeeper node checks,
 //! polling with a deadline, and running the `metaq-broker` binary.
 //!
 //! Each test binary uses a subset; the rest is dead code there.
@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use zookeeper_client::{Client, Error as ZkError, Stat};
 
-/// CRC32 (IEEE) & 0x7FFFFFFF, as reference 3.12 defines the checksum.
+/// CRC32 (IEEE) & 0x7FFFFFFF, as docs/protocol.md §3.12 defines the checksum.
 pub fn crc(body: &[u8]) -> i32 {
     (crc32fast::hash(body) & 0x7fff_ffff) as i32
 }
@@ -78,7 +78,7 @@ pub fn put_result(response: &Response) -> (i64, i32, i64) {
     )
 }
 
-/// The failure prefix of every put answered 500 (reference 5.1).
+/// The failure prefix of every put answered 500 (docs/protocol.md §5.1).
 pub fn put_failure(uri: &str, topic: &str, partition: i32, detail: &str) -> String {
     format!(
         "Put message to [broker '{uri}'] [partition '{topic}-{partition}'] failed.Detail:{detail}"
@@ -212,7 +212,7 @@ pub async fn ephemeral(zk: &Client, path: &str) -> (String, i64) {
     (data, stat.ephemeral_owner)
 }
 
-/// Every ephemeral node a master broker `id` writes for `topics` (reference 1.2).
+/// Every ephemeral node a master broker `id` writes for `topics` (docs/protocol.md §1.2).
 pub fn ephemeral_paths(root: &str, id: u32, topics: &[(&str, u32)]) -> Vec<String> {
     let mut paths = vec![
         format!("{root}/brokers/ids/{id}/master"),
@@ -226,7 +226,7 @@ pub fn ephemeral_paths(root: &str, id: u32, topics: &[(&str, u32)]) -> Vec<Strin
     paths
 }
 
-/// Checks every node of broker `id` exactly as reference 1.2 / 1.3 list
+/// Checks every node of broker `id` exactly as docs/protocol.md §1.2 / 1.3 list
 /// them, and returns the session that owns its ephemeral nodes.
 pub async fn assert_registered(
     zk: &Client,

@@ -54,7 +54,7 @@ impl Answerer {
                     out,
                 );
             }
-            // `END` is never answered, by the reference broker either.
+            // `END` is never answered, by the Java broker either.
             Request::Transaction(tx) if tx.kind == TransactionKind::End => {}
             // Every other transaction command succeeds: nothing is held, so
             // there is nothing to commit or roll back.

@@ -1,5 +1,5 @@
 //! How the store is configured: where it writes, when it forces data to disk,
-//! and how large a segment file may grow (reference 5.5).
+//! and how large a segment file may grow (docs/protocol.md §5.5).
 
 use std::path::PathBuf;
 use std::str::FromStr;

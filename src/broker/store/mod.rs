@@ -1,4 +1,4 @@
-//! The broker's on-disk message store, in MetaQ's exact layout (reference 5.4, 5.5).
+//! The broker's on-disk message store, in MetaQ's exact layout (docs/protocol.md §5.4, 5.5).
 //!
 //! ```text
 //! <data_dir>/

@@ -1,4 +1,4 @@
-//! The on-disk record (reference 5.4), and a reader that tells a clean end of
+//! The on-disk record (docs/protocol.md §5.4), and a reader that tells a clean end of
 //! file from a torn tail without trusting the length field.
 
 use std::fmt;
@@ -49,7 +49,7 @@ pub const MAX_BODY_LEN: usize = 256 * 1024 * 1024;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Message id (reference 5.3), opaque to the store.
+    /// Message id (docs/protocol.md §5.3), opaque to the store.
     pub id: i64,
     /// Message flag; bit 0 says the body starts with an attribute block.
     pub flag: i32,

@@ -1,4 +1,4 @@
-//! File and directory names (reference 5.5): `<data_dir>/<topic>-<partition>/`
+//! File and directory names (docs/protocol.md §5.5): `<data_dir>/<topic>-<partition>/`
 //! holding segments named by the logical offset of their first byte.
 
 use std::fs;
