@@ -194,6 +194,36 @@ impl Running {
         }
     }
 
+    /// Sends `signal` (a name `kill -s` knows, e.g. `STOP`, `CONT`) to the
+    /// JVM by its pid; does nothing once the JVM has exited. The pid cannot
+    /// belong to another process: the JVM is only reaped by
+    /// [`exit_status`](Self::exit_status) or [`kill`](Self::kill), which
+    /// need the same `&mut self`.
+    pub(crate) fn signal(&mut self, signal: &str) -> Result<(), TestkitError> {
+        if self.exit_status().is_some() {
+            return Ok(());
+        }
+        let pid = self.pid();
+        let what = format!("sending SIG{signal} to the ZooKeeper JVM (pid {pid})");
+        // The shell's own `kill`: nothing to install besides the `sh` the
+        // watchdog already needs, and no `unsafe` libc call.
+        let status = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"kill -s "$1" "$2""#)
+            .arg("metaq-testkit-signal")
+            .arg(signal)
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| TestkitError::io(what.clone(), e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            let error = std::io::Error::other(format!("`kill -s {signal} {pid}` {status}"));
+            Err(TestkitError::io(what, error))
+        }
+    }
+
     /// Kills the watchdog, then the JVM (SIGKILL, by pid, via [`Child::kill`]),
     /// and reaps both. Infallible in practice: `kill` only fails if the
     /// process was already reaped, and `wait` then returns at once.

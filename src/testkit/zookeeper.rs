@@ -341,8 +341,65 @@ impl ZkServer {
         Ok(())
     }
 
+    /// Freezes the server's JVM with SIGSTOP (sent to its pid), like a host
+    /// that hangs: its sockets stay open and connections are still accepted
+    /// by the kernel, but nothing is answered, so clients notice only by
+    /// their own timeouts. [`thaw`](Self::thaw) resumes it;
+    /// [`stop`](Self::stop), [`restart`](Self::restart) and dropping the
+    /// server kill it frozen or not. Does nothing to a stopped server.
+    ///
+    /// # Errors
+    ///
+    /// [`TestkitError::External`] for an external ensemble,
+    /// [`TestkitError::Io`] if the signal cannot be sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    ///
+    /// let zk = ZkServer::start().unwrap();
+    /// zk.freeze().unwrap();
+    /// assert!(zk.is_running()); // alive, answering nothing
+    /// zk.restart().unwrap(); // SIGKILL, then a new JVM on the same data dir
+    /// ```
+    pub fn freeze(&self) -> Result<(), TestkitError> {
+        self.signal("freeze", "STOP")
+    }
+
+    /// Resumes a server frozen by [`freeze`](Self::freeze) (SIGCONT to its
+    /// pid); it answers what it was sent meanwhile, unless its clients gave
+    /// up first. Does nothing to a running or stopped server.
+    ///
+    /// # Errors
+    ///
+    /// As [`freeze`](Self::freeze).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use metaq::testkit::ZkServer;
+    ///
+    /// let zk = ZkServer::start().unwrap();
+    /// zk.freeze().unwrap();
+    /// zk.thaw().unwrap();
+    /// ```
+    pub fn thaw(&self) -> Result<(), TestkitError> {
+        self.signal("thaw", "CONT")
+    }
+
+    fn signal(&self, operation: &'static str, signal: &str) -> Result<(), TestkitError> {
+        let m = self.managed(operation)?;
+        match m.lock().as_mut() {
+            Some(running) => running.signal(signal),
+            None => Ok(()),
+        }
+    }
+
     /// Starts the server again on the same port with the same data dir and
-    /// waits until it answers `imok`; a running server is stopped first.
+    /// waits until it answers `imok`; a running (or
+    /// [frozen](Self::freeze)) server is killed first with SIGKILL, as a
+    /// crash would.
     ///
     /// Sessions whose timeout has not passed survive (with their ephemeral
     /// nodes): ZooKeeper restores them from its transaction log and
