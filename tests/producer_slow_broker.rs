@@ -124,6 +124,68 @@ async fn a_slow_broker_gets_a_trickle_and_its_share_back_when_fast() {
     producer.close().await;
 }
 
+/// A broker known as slow that gets no send at all never shows it is fast
+/// again: its trickle of turns must reach it. Sends one at a time (so that
+/// nothing else moves the counters) after one slow answer from broker 1,
+/// once from each of the four round-robin positions: the turns, taken one
+/// per send as round-robin's are, once always fell on broker 0's
+/// partitions from two of them, and broker 1 got nothing, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_broker_gets_its_turns_from_any_round_robin_position() {
+    init_tracing();
+    let root = unique_root();
+    let (_b0, b1) = two_brokers(&root).await;
+    for position in 0..4 {
+        // A new producer: new connections (no latency known) and
+        // round-robin from the start.
+        let producer = producer(&root)
+            .send_timeout(Duration::from_secs(10))
+            .build()
+            .await
+            .unwrap();
+        producer.publish(TOPIC).await.unwrap();
+        wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
+        for i in 0..position {
+            producer
+                .send(Message::new(TOPIC, format!("skip-{i}")))
+                .await
+                .unwrap();
+        }
+        // One slow answer from broker 1 (a send lands there within four).
+        b1.delay_responses(DELAY);
+        while producer
+            .send(Message::new(TOPIC, "slow"))
+            .await
+            .unwrap()
+            .partition
+            .broker_id
+            != 1
+        {}
+        b1.delay_responses(Duration::ZERO);
+
+        // At 1 % of the sends, ten or so fast answers take its latency
+        // back under the bar; 3,000 sends leave room for more.
+        let mut on_broker_1 = 0;
+        for i in 0..3_000 {
+            let sent = producer
+                .send(Message::new(TOPIC, format!("after-{i}")))
+                .await
+                .unwrap();
+            if sent.partition.broker_id == 1 {
+                on_broker_1 += 1;
+                if on_broker_1 == 100 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            on_broker_1, 100,
+            "from position {position}, broker 1 got {on_broker_1} of 3,000 sends after it recovered"
+        );
+        producer.close().await;
+    }
+}
+
 /// With avoidance off, a slow broker gets its half all the same (the
 /// Java client's behaviour, and what the issue measured: the window fills
 /// with its sends).

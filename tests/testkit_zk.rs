@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use metaq::testkit::{unique_root, ZkServer};
+use metaq::testkit::{unique_root, ZkEnsemble, ZkServer};
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, Error, SessionState};
 
 const PERSISTENT: CreateOptions<'static> = CreateMode::Persistent.with_acls(Acls::anyone_all());
@@ -216,6 +216,117 @@ async fn dropping_a_private_server_kills_its_jvm_and_removes_its_dir() {
         "JVM {pid} still exists"
     );
     assert!(!dir.exists(), "{} still exists", dir.display());
+}
+
+/// The state letter of process `pid` in `/proc` (`T` when stopped).
+fn process_state(pid: u32) -> Option<char> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("State:"))?;
+    line["State:".len()..].trim().chars().next()
+}
+
+/// `ruok` sent to 127.0.0.1:`port`; `None` when nothing answers within
+/// `wait` (the kernel still accepts connections for a frozen JVM).
+fn ruok(port: u16, wait: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    stream.write_all(b"ruok").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+#[tokio::test]
+async fn a_frozen_server_answers_nothing_until_thawed_and_dies_frozen() {
+    let zk = ZkServer::start().expect("private ZooKeeper starts");
+    let pid = zk.pid().unwrap();
+    zk.freeze().unwrap();
+    assert_eq!(process_state(pid), Some('T'), "SIGSTOP stops the JVM");
+    assert!(zk.is_running(), "frozen is not dead");
+    assert_eq!(ruok(zk.port(), Duration::from_millis(500)), None);
+
+    zk.thaw().unwrap();
+    assert_ne!(process_state(pid), Some('T'));
+    assert_eq!(
+        ruok(zk.port(), Duration::from_secs(10)).as_deref(),
+        Some("imok")
+    );
+
+    // A frozen JVM is killed like any other.
+    zk.freeze().unwrap();
+    drop(zk);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "JVM {pid} still exists"
+    );
+}
+
+#[tokio::test]
+async fn an_ensemble_elects_a_new_leader_takes_a_member_back_and_dies_on_drop() {
+    let ensemble = ZkEnsemble::start().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ensemble.len(), 3);
+    let pids: Vec<u32> = (0..3).map(|m| ensemble.pid(m).unwrap()).collect();
+    let dirs: Vec<_> = (0..3).map(|m| ensemble.dir(m).to_owned()).collect();
+    let leader = ensemble.leader().expect("a leader once started");
+    let client = Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(&ensemble.connect_string())
+        .await
+        .unwrap();
+    let root = unique_root();
+    client.create(&root, b"before", &PERSISTENT).await.unwrap();
+
+    ensemble.stop(leader);
+    assert!(!ensemble.is_running(leader));
+    assert!(wait_until(Duration::from_secs(30), || ensemble
+        .leader()
+        .is_some_and(|l| l != leader)));
+    // The two left still take writes (a majority), on the same session
+    // once its client has moved to one of them (until then: ConnectionLoss).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = client.set_data(&root, b"during", None).await {
+        assert!(
+            e == Error::ConnectionLoss && Instant::now() < deadline,
+            "writing with the leader dead: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    ensemble.restart(leader).unwrap();
+    assert_eq!(ensemble.mode(leader).as_deref(), Some("follower"));
+    // The member that was down has caught up.
+    let direct = Client::connector()
+        .connect(&format!("127.0.0.1:{}", ensemble.client_port(leader)))
+        .await
+        .unwrap();
+    direct.sync(&root).await.unwrap();
+    assert_eq!(direct.get_data(&root).await.unwrap().0, b"during");
+    let restarted_pid = ensemble.pid(leader).unwrap();
+
+    drop(ensemble);
+    for pid in pids.iter().chain([&restarted_pid]) {
+        assert!(process_is_dead(*pid), "JVM {pid} outlived the ensemble");
+    }
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} still exists", dir.display());
+    }
+}
+
+#[test]
+fn a_panic_with_an_ensemble_kills_every_member() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let test = std::thread::spawn(move || {
+        let ensemble = ZkEnsemble::start().unwrap_or_else(|e| panic!("{e}"));
+        tx.send((0..3).map(|m| ensemble.pid(m).unwrap()).collect::<Vec<_>>())
+            .unwrap();
+        panic!("a failing test holding an ensemble");
+    });
+    assert!(test.join().is_err(), "the thread panicked");
+    let pids = rx.recv().unwrap();
+    for pid in pids {
+        assert!(process_is_dead(pid), "JVM {pid} outlived the panic");
+    }
 }
 
 /// Runs this test binary again, as a child process that starts the shared

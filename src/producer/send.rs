@@ -191,9 +191,12 @@ impl ProducerInner {
         let connected = |p: Partition| route.connection(p).is_some_and(|c| c.is_ready());
         let untried = |p: Partition| !avoid.contains(&p.broker_id);
         // A keyless message skips, in its first choice, brokers far slower
-        // than the fastest (but for their trickle of turns).
+        // than the fastest (but for their trickle of turns, which go to
+        // them).
         let slow = match &self.config.slow_brokers {
-            Some(policy) if message.key().is_none() => Skipped::for_send(&route, now, policy),
+            Some(policy) if message.key().is_none() => {
+                Skipped::for_send(&route, avoid, now, policy)
+            }
             _ => Skipped::default(),
         };
         // Nearly always every broker is healthy and none was tried: then the
@@ -202,7 +205,7 @@ impl ProducerInner {
         let healthy = |p: Partition| {
             all_healthy
                 || (untried(p)
-                    && !slow.contains(p.broker_id)
+                    && slow.admits(p.broker_id)
                     && route.connection(p).is_some_and(|c| c.is_usable()))
         };
         let connected_untried = |p: Partition| untried(p) && connected(p);

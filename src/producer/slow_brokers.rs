@@ -60,26 +60,44 @@ impl Default for SlowBrokers {
 /// MetaQ cluster has a handful of masters).
 const MAX_BROKERS: usize = 16;
 
-/// The brokers one send skips in its first choice.
+/// The brokers one send skips in its first choice, and the slow broker
+/// whose turn in the trickle it is, if any: the send then goes to it.
 #[derive(Debug, Default)]
 pub(crate) struct Skipped {
     ids: [u32; MAX_BROKERS],
     len: usize,
+    turn: Option<u32>,
 }
 
 impl Skipped {
+    /// Neither a broker skipped nor a turn: every broker is a fit choice.
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.turn.is_none()
     }
 
     pub(crate) fn contains(&self, broker_id: u32) -> bool {
         self.ids[..self.len].contains(&broker_id)
     }
 
+    /// Whether the first choice may be a partition of `broker_id`: only
+    /// the slow broker's during its turn, else any broker not skipped.
+    pub(crate) fn admits(&self, broker_id: u32) -> bool {
+        match self.turn {
+            Some(turn) => broker_id == turn,
+            None => !self.contains(broker_id),
+        }
+    }
+
     /// Weighs the route's brokers as of `now` and decides, for each slow
-    /// one, whether this send may go there (its turn in the trickle, and
-    /// room in its share of what is waiting).
-    pub(crate) fn for_send(route: &Route, now: Instant, policy: &SlowBrokers) -> Skipped {
+    /// one, whether this send goes there (its turn in the trickle, and
+    /// room in its share of what is waiting). A broker in `tried` (this
+    /// send failed there) is skipped without using up a turn.
+    pub(crate) fn for_send(
+        route: &Route,
+        tried: &[u32],
+        now: Instant,
+        policy: &SlowBrokers,
+    ) -> Skipped {
         let mut skipped = Skipped::default();
         let n = route.connections.len();
         if !(2..=MAX_BROKERS).contains(&n) {
@@ -114,7 +132,20 @@ impl Skipped {
             let share = (fastest.as_secs_f64() / load.latency.as_secs_f64()).max(MIN_SHARE);
             let every = (1.0 / share).round() as u64;
             let over_share = load.in_flight as f64 >= (share * waiting as f64).max(1.0);
-            if over_share || !connection.take_turn(every) {
+            // Its turn sends the message there. Merely not skipping it
+            // would leave the choice to the selector, whose round-robin
+            // advances in step with the turns (one of each per send): a
+            // turn could then land on another broker's partition every
+            // time, and a slow broker that recovered would never get the
+            // answers that show it (found with a broker restarted after a
+            // hang: 20 s and more without a single send).
+            let takes_turn = skipped.turn.is_none()
+                && !tried.contains(id)
+                && !over_share
+                && connection.take_turn(every);
+            if takes_turn {
+                skipped.turn = Some(*id);
+            } else {
                 skipped.ids[skipped.len] = *id;
                 skipped.len += 1;
             }

@@ -18,11 +18,15 @@ const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 /// The server's main class (standalone mode).
 const MAIN_CLASS: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 
+/// The main class of an ensemble member (reads `server.N` lines and `myid`).
+const QUORUM_MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
+
 /// A usable Java and ZooKeeper installation.
 #[derive(Debug, Clone)]
 pub(crate) struct Installation {
     java: PathBuf,
     classpath: OsString,
+    main_class: &'static str,
 }
 
 impl Installation {
@@ -43,10 +47,24 @@ impl Installation {
             classpath.push(":");
             classpath.push(SLF4J_SIMPLE_JAR);
         }
-        Ok(Installation { java, classpath })
+        Ok(Installation {
+            java,
+            classpath,
+            main_class: MAIN_CLASS,
+        })
     }
 
-    /// The JVM command line for a standalone server: small heap, quick
+    /// The same installation, starting ensemble members (`QuorumPeerMain`)
+    /// instead of standalone servers.
+    pub(crate) fn quorum_peer(&self) -> Installation {
+        Installation {
+            main_class: QUORUM_MAIN_CLASS,
+            ..self.clone()
+        }
+    }
+
+    /// The JVM command line for a server (standalone, or an ensemble member
+    /// after [`quorum_peer`](Self::quorum_peer)): small heap, quick
     /// start-up, logs on stderr, reading `config`.
     pub(crate) fn command(&self, config: &Path, log_dir: &Path) -> std::process::Command {
         let mut cmd = std::process::Command::new(&self.java);
@@ -70,7 +88,7 @@ impl Installation {
         cmd.arg(log_dir_flag);
         cmd.arg("-cp")
             .arg(&self.classpath)
-            .arg(MAIN_CLASS)
+            .arg(self.main_class)
             .arg(config);
         cmd
     }

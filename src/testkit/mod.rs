@@ -34,6 +34,7 @@
 //! ```
 
 mod broker;
+mod ensemble;
 mod error;
 mod expire;
 mod install;
@@ -44,6 +45,7 @@ mod zookeeper;
 pub use broker::{
     test_broker_config, BrokerProcess, RawClient, TestBroker, TEST_BROKER_SESSION_TIMEOUT,
 };
+pub use ensemble::ZkEnsemble;
 pub use error::TestkitError;
 pub use root::unique_root;
 pub use zookeeper::{ZkServer, CLIENT_SESSION_TIMEOUT, TEST_ZK_ENV};
