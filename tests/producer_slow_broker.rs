@@ -251,3 +251,58 @@ async fn a_factor_below_one_is_refused() {
     assert!(matches!(error, metaq::Error::Config { .. }), "{error:?}");
     assert!(error.to_string().contains("slow_brokers"), "{error}");
 }
+
+/// `Producer::health` shows what the choice of broker rests on: both
+/// brokers connected and not slow at first; broker 1 slow while it answers
+/// 200 ms late under load; broker 1 not connected while it refuses
+/// connections after its open ones were cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_connected_slow_and_lost_brokers() {
+    init_tracing();
+    let root = unique_root();
+    let (_b0, b1) = two_brokers(&root).await;
+    let producer = producer(&root)
+        .send_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    assert!(producer.health(TOPIC).is_empty(), "not published yet");
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
+
+    let health = producer.health(TOPIC);
+    assert_eq!(health.len(), 2, "{health:?}");
+    for (id, broker) in health.iter().enumerate() {
+        assert_eq!(broker.broker_id, id as u32, "{health:?}");
+        assert_eq!(broker.partitions, 2, "{health:?}");
+        assert!(
+            broker.connected && !broker.slow && !broker.suspected,
+            "{health:?}"
+        );
+    }
+
+    b1.delay_responses(DELAY);
+    let sending = tokio::spawn({
+        let producer = producer.clone();
+        async move { run_for(&producer, "health", RUN).await }
+    });
+    let slow = eventually(Duration::from_secs(5), "broker 1 seen as slow", || async {
+        let health = producer.health(TOPIC);
+        (health[1].slow && !health[0].slow).then_some(health)
+    })
+    .await;
+    assert!(slow[1].latency > slow[0].latency, "{slow:?}");
+    sending.await.unwrap();
+    b1.delay_responses(Duration::ZERO);
+
+    b1.refuse_connections(true);
+    b1.drop_connections();
+    let lost = eventually(Duration::from_secs(5), "broker 1 not connected", || async {
+        let health = producer.health(TOPIC);
+        (!health[1].connected).then_some(health)
+    })
+    .await;
+    assert!(lost[0].connected && !lost[1].slow, "{lost:?}");
+    b1.refuse_connections(false);
+    producer.close().await;
+}

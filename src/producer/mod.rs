@@ -30,6 +30,7 @@
 //! * Session ids never contain `:` (IPv6 hosts break the Java `TX:` key).
 
 mod builder;
+mod health;
 mod in_flight;
 mod selector;
 mod send;
@@ -51,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug_span;
 
 pub use builder::ProducerBuilder;
+pub use health::BrokerHealth;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
 pub use send_all::SendAll;
 pub use slow_brokers::{SlowBrokers, MIN_SHARE};
@@ -456,6 +458,29 @@ impl Producer {
         self.inner
             .topic(topic)
             .map(|t| t.route.load().partitions.clone())
+            .unwrap_or_default()
+    }
+
+    /// The brokers of a topic as the producer sees them now: connected or
+    /// not, avoided after a failure, slow, their latency and requests in
+    /// flight, in broker-id order. Empty for a topic this producer has not
+    /// published or sent to, or that no broker serves.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// # let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// producer.publish("orders").await?;
+    /// let health = producer.health("orders");
+    /// let up = health.iter().filter(|b| b.connected).count();
+    /// println!("{up} of {} brokers of orders connected", health.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn health(&self, topic: &str) -> Vec<BrokerHealth> {
+        self.inner
+            .topic(topic)
+            .map(|t| health::of_route(&t.route.load(), self.inner.config.slow_brokers.as_ref()))
             .unwrap_or_default()
     }
 

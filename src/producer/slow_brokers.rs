@@ -47,6 +47,16 @@ pub struct SlowBrokers {
     pub margin: Duration,
 }
 
+impl SlowBrokers {
+    /// The latency above which a broker counts as slow, when the fastest
+    /// broker's is `fastest`.
+    pub(crate) fn threshold(&self, fastest: Duration) -> Duration {
+        fastest
+            .mul_f64(self.factor)
+            .max(fastest.saturating_add(self.margin))
+    }
+}
+
 impl Default for SlowBrokers {
     fn default() -> Self {
         SlowBrokers {
@@ -119,9 +129,7 @@ impl Skipped {
         if fastest == Duration::MAX {
             return skipped;
         }
-        let threshold = fastest
-            .mul_f64(policy.factor)
-            .max(fastest.saturating_add(policy.margin));
+        let threshold = policy.threshold(fastest);
         for (id, weighed) in &loads[..n] {
             let Some((load, connection)) = weighed else {
                 continue;
