@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionInfo, SessionState};
 
 use super::{BrokerConfig, BrokerError};
+use crate::backoff::Backoff;
 use crate::discovery::reach::{connect_explained, ConnectFailure};
 use crate::discovery::{BrokerUri, TopicBroker, ZkPaths};
 
@@ -228,7 +229,7 @@ impl Registrar {
     /// Opens a new session and registers again. Returns false if the broker
     /// shut down meanwhile.
     async fn renew_session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> bool {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match connect(&self.config).await {
                 Ok(client) => {
@@ -253,7 +254,7 @@ impl Registrar {
             }
             // Let a shutdown through while ZooKeeper is away.
             tokio::select! {
-                _ = sleep(backoff) => {}
+                _ = sleep(backoff.next_delay()) => {}
                 command = commands.recv() => match command {
                     None => return false,
                     Some(Command::Shutdown(done)) => {
@@ -280,7 +281,6 @@ impl Registrar {
                     }
                 },
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

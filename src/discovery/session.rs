@@ -14,8 +14,9 @@ use tracing::{info, info_span, warn, Instrument};
 use zookeeper_client::{Client, SessionInfo, SessionState};
 
 use super::reach::{connect_explained, ConnectFailure};
-use super::watcher::{run_topic, Backoff, RouteSender};
+use super::watcher::{run_topic, RouteSender};
 use super::{TopicRoute, ZkPaths, ZkSettings};
+use crate::backoff::Backoff;
 use crate::protocol::validate_topic;
 use crate::Error;
 

@@ -21,6 +21,7 @@ use zookeeper_client::{Error as ZkError, OneshotWatcher, WatchedEvent};
 use super::read::{describe_change, list, Reader, Reported};
 use super::session::{Context, SessionSlot};
 use super::TopicRoute;
+use crate::backoff::Backoff;
 
 /// The sending side of a topic's route channel.
 pub(super) type RouteSender = watch::Sender<Option<Arc<TopicRoute>>>;
@@ -144,35 +145,6 @@ impl Watches {
             }
         }
         any
-    }
-}
-
-/// Exponential backoff with jitter.
-pub(super) struct Backoff {
-    first: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(super) fn new(first: Duration, max: Duration) -> Self {
-        Self {
-            first,
-            max,
-            next: first,
-        }
-    }
-
-    /// The next delay: the current step with ±25 % jitter; the step doubles
-    /// up to the maximum.
-    pub(super) fn next_delay(&mut self) -> Duration {
-        let step = self.next;
-        self.next = (self.next * 2).min(self.max);
-        step.mul_f64(0.75 + fastrand::f64() * 0.5)
-    }
-
-    pub(super) fn reset(&mut self) {
-        self.next = self.first;
     }
 }
 
@@ -420,20 +392,5 @@ mod tests {
         }
         // Children of topics-pub, broker 0's entry and master.
         assert_eq!(watches.pending(), 3);
-    }
-
-    #[test]
-    fn backoff_grows_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
-        let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
-        for (d, step) in delays.iter().zip([100, 200, 400, 400, 400]) {
-            let step = Duration::from_millis(step);
-            assert!(
-                *d >= step.mul_f64(0.75) && *d <= step.mul_f64(1.25),
-                "{d:?} vs {step:?}"
-            );
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(125));
     }
 }

@@ -18,12 +18,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::backoff::Backoff;
 use super::inflight::Requests;
 use super::load::Load;
 use super::request::{NotQueued, PendingReply};
 use super::session::{run_session, SessionEnd};
 use super::settings::ConnectionSettings;
+use crate::backoff::Backoff;
 use crate::discovery::BrokerUri;
 use crate::protocol::ProtocolError;
 

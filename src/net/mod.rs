@@ -6,7 +6,6 @@
 //! one `session` per socket; both share the connection's `inflight` table,
 //! and callers hold a [`PendingReply`] per request.
 
-mod backoff;
 mod connection;
 mod inflight;
 mod load;
