@@ -9,6 +9,7 @@
 //! (settings in [`ZkSettings`]); [`read_route`] reads one route once;
 //! [`Discovery::describe_topic`] says why a topic has no route ([`TopicPresence`]).
 
+mod context;
 mod layout;
 mod presence;
 pub(crate) mod reach;
@@ -17,6 +18,7 @@ mod route;
 mod session;
 mod settings;
 mod watcher;
+mod watches;
 
 pub use layout::{normalize_root, BrokerUri, InvalidBrokerUri, TopicBroker, ZkPaths, DEFAULT_ROOT};
 pub use presence::TopicPresence;

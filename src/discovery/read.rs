@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tracing::{debug, warn};
 use zookeeper_client::{Client, Error as ZkError};
 
-use super::watcher::{WatchKey, Watches};
+use super::watches::{WatchKey, Watches};
 use super::{BrokerUri, Partition, RouteSource, TopicRoute, ZkPaths, ZkSettings};
 
 /// Reads one route of `topic` without setting any watch.

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 use zookeeper_client::{Client, SessionInfo, SessionState};
 
+use super::context::{Context, SessionSlot};
 use super::reach::{connect_explained, ConnectFailure};
 use super::watcher::{run_topic, RouteSender};
 use super::{TopicRoute, ZkPaths, ZkSettings};
@@ -22,24 +23,6 @@ use crate::Error;
 
 /// How long [`Discovery::close`] waits for its tasks to end.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// What every task shares: the settings and the current session.
-pub(super) struct Context {
-    pub(super) settings: ZkSettings,
-    pub(super) paths: ZkPaths,
-    pub(super) session: watch::Sender<SessionSlot>,
-}
-
-/// The current session as the topic tasks see it.
-#[derive(Clone, Default)]
-pub(super) struct SessionSlot {
-    /// The client; `None` while a new session is being opened (and after close).
-    pub(super) client: Option<Client>,
-    /// Bumped for every new session (the old one's watches are dead).
-    pub(super) generation: u64,
-    /// Bumped when the session reconnects after a disconnection.
-    pub(super) reconnects: u64,
-}
 
 /// Watches MetaQ's ZooKeeper nodes and keeps an immutable [`TopicRoute`] per
 /// topic up to date.
