@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::discovery::{BrokerUri, Partition};
+use crate::cluster::{BrokerUri, Partition};
 use crate::protocol::ProtocolError;
 
 /// What a failed send means for the message.

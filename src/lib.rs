@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+mod cluster;
 pub mod discovery;
 mod error;
 mod message;
@@ -32,7 +33,7 @@ mod net;
 pub mod producer;
 pub mod protocol;
 
-pub use discovery::{BrokerUri, Partition};
+pub use cluster::{BrokerUri, Partition};
 pub use error::{Attempt, Attempts, Delivery, Error, Result};
 pub use message::{Message, SendResult};
 pub use producer::{Producer, ProducerBuilder, ProducerStats};

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::discovery::{BrokerUri, Partition};
+use crate::cluster::{BrokerUri, Partition};
 use crate::error::Error;
 use crate::protocol::validate_topic;
 

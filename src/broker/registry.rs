@@ -17,8 +17,9 @@ use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionInfo, 
 
 use super::{BrokerConfig, BrokerError};
 use crate::backoff::Backoff;
+use crate::cluster::BrokerUri;
 use crate::discovery::reach::{connect_explained, ConnectFailure};
-use crate::discovery::{BrokerUri, TopicBroker, ZkPaths};
+use crate::discovery::{TopicBroker, ZkPaths};
 
 /// Handle to the registration task.
 #[derive(Debug, Clone)]

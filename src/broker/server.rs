@@ -15,7 +15,7 @@ use super::registry::Registry;
 use super::shared::Shared;
 use super::store::{MessageStore, StoreConfig};
 use super::{BrokerConfig, BrokerError};
-use crate::discovery::BrokerUri;
+use crate::cluster::BrokerUri;
 use crate::protocol::StatusCode;
 
 /// How long a graceful shutdown waits for connections to finish their answers.

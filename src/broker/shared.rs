@@ -10,7 +10,7 @@ use super::ids::IdGenerator;
 use super::registry::Registry;
 use super::store::MessageStore;
 use super::BrokerConfig;
-use crate::discovery::BrokerUri;
+use crate::cluster::BrokerUri;
 
 /// The version string answered to `version` (any 200 satisfies a heartbeat).
 pub(crate) const BROKER_VERSION: &str = concat!("metaq-dev-broker-", env!("CARGO_PKG_VERSION"));

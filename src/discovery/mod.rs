@@ -20,10 +20,11 @@ mod settings;
 mod watcher;
 mod watches;
 
-pub use layout::{normalize_root, BrokerUri, InvalidBrokerUri, TopicBroker, ZkPaths, DEFAULT_ROOT};
+pub use crate::cluster::{BrokerUri, InvalidBrokerUri, InvalidPartition, Partition};
+pub use layout::{normalize_root, TopicBroker, ZkPaths, DEFAULT_ROOT};
 pub use presence::TopicPresence;
 pub use read::read_route;
-pub use route::{InvalidPartition, Partition, RouteSource, TopicRoute};
+pub use route::{RouteSource, TopicRoute};
 pub use session::Discovery;
 pub use settings::{ZkSettings, DEFAULT_CONNECT};
 

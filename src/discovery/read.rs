@@ -11,7 +11,8 @@ use tracing::{debug, warn};
 use zookeeper_client::{Client, Error as ZkError};
 
 use super::watches::{WatchKey, Watches};
-use super::{BrokerUri, Partition, RouteSource, TopicRoute, ZkPaths, ZkSettings};
+use super::{RouteSource, TopicRoute, ZkPaths, ZkSettings};
+use crate::cluster::{BrokerUri, Partition};
 
 /// Reads one route of `topic` without setting any watch.
 ///

@@ -24,7 +24,7 @@ use super::request::{NotQueued, PendingReply};
 use super::session::{run_session, SessionEnd};
 use super::settings::ConnectionSettings;
 use crate::backoff::Backoff;
-use crate::discovery::BrokerUri;
+use crate::cluster::BrokerUri;
 use crate::protocol::ProtocolError;
 
 struct Shared {

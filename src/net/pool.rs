@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tracing::info;
 
 use super::{Connection, ConnectionSettings};
-use crate::discovery::BrokerUri;
+use crate::cluster::BrokerUri;
 
 /// Reference-counted connections by broker address. Touched only when a
 /// topic's route changes, never on the send path.

@@ -62,7 +62,8 @@ pub use transaction::Transaction;
 use builder::ProducerConfig;
 use topics::{spawn_route_task, RouteTaskSettings, TopicState};
 
-use crate::discovery::{Discovery, Partition};
+use crate::cluster::Partition;
+use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::net::{ConnectionPool, ConnectionSettings};
 use crate::protocol::validate_topic;

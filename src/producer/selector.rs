@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::discovery::Partition;
+use crate::cluster::Partition;
 use crate::Message;
 
 /// What a selector sees for one message.

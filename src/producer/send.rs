@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::topics::TopicState;
 use super::{Producer, ProducerInner};
-use crate::discovery::Partition;
+use crate::cluster::Partition;
 use crate::error::{Attempt, Attempts, Delivery, Error, Result};
 use crate::net::{Connection, NotQueued as Full, PendingReply, RequestError};
 use crate::protocol::{encode_put, ProtocolError, PutHeader, TxKey};

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::discovery::{BrokerUri, Partition, TopicRoute};
+use crate::cluster::{BrokerUri, Partition};
+use crate::discovery::TopicRoute;
 use crate::net::{Connection, ConnectionPool};
 
 /// What a send reads: partitions and the connection of each broker.

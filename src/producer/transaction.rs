@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::send::encode_put_into;
 use super::topics::TopicState;
 use super::{Producer, ProducerInner};
-use crate::discovery::{BrokerUri, Partition};
+use crate::cluster::{BrokerUri, Partition};
 use crate::error::{Error, Result};
 use crate::net::{Connection, NotQueued, RequestError as Unanswered};
 use crate::producer::selector::Selection;

@@ -55,7 +55,7 @@ use tracing::{info, warn};
 
 use super::registry::Registry;
 use super::{BrokerConfig, BrokerError, TopicConfig};
-use crate::discovery::BrokerUri;
+use crate::cluster::BrokerUri;
 
 pub use answer::NULL_SERVER_VERSION;
 
