@@ -9,47 +9,11 @@ use std::time::Duration;
 
 use metaq::{Delivery, Error, Message, Producer};
 use producer_support::*;
-use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
 const TOPIC: &str = "lifecycle";
-
-/// A runtime of the producer's own, so that its tasks can be counted apart
-/// from the brokers' (which run on the test's runtime).
-fn producer_runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs `future` on `handle` and waits for it here.
-async fn on<T: Send + 'static>(
-    handle: &Handle,
-    future: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    handle.spawn(future).await.unwrap()
-}
-
-/// Waits until the runtime has no task left.
-async fn no_task_left(runtime: &Runtime) {
-    eventually(
-        Duration::from_secs(10),
-        "no task left on the producer's runtime",
-        || async { (runtime.metrics().num_alive_tasks() == 0).then_some(()) },
-    )
-    .await;
-}
-
-async fn no_connection_left(addr: std::net::SocketAddr) {
-    eventually(
-        Duration::from_secs(10),
-        "the broker sees no producer connection",
-        || async { (other_connections(addr).await == 0).then_some(()) },
-    )
-    .await;
-}
+/// How long the producer's tasks and connections may take to go.
+const GONE_WITHIN: Duration = Duration::from_secs(10);
 
 /// Every bad message fails with its own error, as "not sent", and the
 /// broker (whose connection is already open) receives nothing at all.
@@ -261,8 +225,8 @@ async fn close_waits_for_sends_in_flight_and_stops_everything() {
     .await; // idempotent
 
     b0.delay_responses(Duration::ZERO);
-    no_connection_left(b0.local_addr()).await;
-    no_task_left(&runtime).await;
+    no_connection_left(b0.local_addr(), GONE_WITHIN).await;
+    no_task_left(&runtime, GONE_WITHIN).await;
     assert_eq!(b0.records(Some(TOPIC)).len(), 20);
     drop(producer);
     runtime.shutdown_background();
@@ -297,8 +261,8 @@ async fn close_gives_up_on_sends_that_time_out() {
         assert_eq!(error.delivery(), Some(Delivery::MaybeSent), "{error:?}");
     }
     b0.stall(false);
-    no_connection_left(b0.local_addr()).await;
-    no_task_left(&runtime).await;
+    no_connection_left(b0.local_addr(), GONE_WITHIN).await;
+    no_task_left(&runtime, GONE_WITHIN).await;
     drop(producer);
     runtime.shutdown_background();
 }
@@ -331,9 +295,9 @@ async fn dropping_the_last_handle_stops_background_tasks() {
         b0.records(Some(TOPIC)).len() + b1.records(Some(TOPIC)).len(),
         10
     );
-    no_connection_left(b0.local_addr()).await;
-    no_connection_left(b1.local_addr()).await;
-    no_task_left(&runtime).await;
+    no_connection_left(b0.local_addr(), GONE_WITHIN).await;
+    no_connection_left(b1.local_addr(), GONE_WITHIN).await;
+    no_task_left(&runtime, GONE_WITHIN).await;
     runtime.shutdown_background();
 }
 
@@ -364,9 +328,9 @@ async fn close_right_after_a_broker_left_leaves_no_task() {
     );
     let p = producer.clone();
     on(&handle, async move { p.close().await }).await;
-    no_connection_left(b0.local_addr()).await;
-    no_connection_left(b1.local_addr()).await;
-    no_task_left(&runtime).await;
+    no_connection_left(b0.local_addr(), GONE_WITHIN).await;
+    no_connection_left(b1.local_addr(), GONE_WITHIN).await;
+    no_task_left(&runtime, GONE_WITHIN).await;
     drop(producer);
     runtime.shutdown_background();
 }

@@ -10,48 +10,17 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use metaq::{Delivery, Message, Producer};
 use producer_support::*;
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
 const TOPIC: &str = "volume";
+/// How long the producer's tasks and connections may take to go.
+const GONE_WITHIN: Duration = Duration::from_secs(15);
 const IN_FLIGHT: usize = 100_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Room beyond the send timeout for a loaded 2-core machine to wind
 /// 100,000 sends down; far below "never".
 const SLACK: Duration = Duration::from_secs(10);
-
-fn producer_runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn on<T: Send + 'static>(
-    handle: &Handle,
-    future: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    handle.spawn(future).await.unwrap()
-}
-
-async fn no_task_left(runtime: &Runtime) {
-    eventually(
-        Duration::from_secs(15),
-        "no task left on the producer's runtime",
-        || async { (runtime.metrics().num_alive_tasks() == 0).then_some(()) },
-    )
-    .await;
-}
-
-async fn no_connection_left(addr: std::net::SocketAddr) {
-    eventually(
-        Duration::from_secs(15),
-        "the broker sees no producer connection",
-        || async { (other_connections(addr).await == 0).then_some(()) },
-    )
-    .await;
-}
 
 /// A producer on its own runtime, room for `IN_FLIGHT` sends, one stalled
 /// broker (reads nothing, answers nothing), and a task on that runtime
@@ -129,8 +98,8 @@ async fn close_with_a_hundred_thousand_sends_in_flight_returns_within_the_bound(
     assert_eq!(stuck.producer.stats().failed_maybe_sent, IN_FLIGHT as u64);
 
     stuck.broker.stall(false);
-    no_connection_left(stuck.broker.local_addr()).await;
-    no_task_left(&stuck.runtime).await;
+    no_connection_left(stuck.broker.local_addr(), GONE_WITHIN).await;
+    no_task_left(&stuck.runtime, GONE_WITHIN).await;
     drop(stuck.producer);
     stuck.runtime.shutdown_background();
 }
@@ -146,10 +115,10 @@ async fn dropping_a_producer_with_a_hundred_thousand_sends_in_flight_leaves_noth
     stuck.sends.abort(); // drops the send futures
     assert!(stuck.sends.await.unwrap_err().is_cancelled());
     drop(stuck.producer);
-    no_task_left(&stuck.runtime).await;
+    no_task_left(&stuck.runtime, GONE_WITHIN).await;
     let took = started.elapsed();
     eprintln!("nothing left {took:?} after the drop");
     stuck.broker.stall(false);
-    no_connection_left(stuck.broker.local_addr()).await;
+    no_connection_left(stuck.broker.local_addr(), GONE_WITHIN).await;
     stuck.runtime.shutdown_background();
 }

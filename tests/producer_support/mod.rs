@@ -167,3 +167,38 @@ pub fn keys_for_broker(partitions: &[Partition], id: u32, n: usize) -> Vec<Strin
         .take(n)
         .collect()
 }
+
+/// A runtime of the producer's own (one worker), so that its tasks can be
+/// counted apart from the brokers' (which run on the test's runtime).
+pub fn producer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `future` on `handle` and waits for it here.
+pub async fn on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    future: impl Future<Output = T> + Send + 'static,
+) -> T {
+    handle.spawn(future).await.unwrap()
+}
+
+/// Waits (up to `limit`) until `runtime` has no task left.
+pub async fn no_task_left(runtime: &tokio::runtime::Runtime, limit: Duration) {
+    eventually(limit, "no task left on the producer's runtime", || async {
+        (runtime.metrics().num_alive_tasks() == 0).then_some(())
+    })
+    .await;
+}
+
+/// Waits (up to `limit`) until the broker at `addr` counts no connection
+/// but the one asking.
+pub async fn no_connection_left(addr: SocketAddr, limit: Duration) {
+    eventually(limit, "the broker sees no producer connection", || async {
+        (other_connections(addr).await == 0).then_some(())
+    })
+    .await;
+}
