@@ -225,6 +225,20 @@ fn process_state(pid: u32) -> Option<char> {
     line["State:".len()..].trim().chars().next()
 }
 
+/// The state of process `pid` once it is (`want`) or is no longer
+/// (`!want`) `state`, read every 10 ms for up to 5 s: a signal is delivered
+/// a moment after `kill` returns (seen on a loaded machine: still `R`).
+fn settled_state(pid: u32, state: char, want: bool) -> Option<char> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = process_state(pid);
+        if (now == Some(state)) == want || std::time::Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `ruok` sent to 127.0.0.1:`port`; `None` when nothing answers within
 /// `wait` (the kernel still accepts connections for a frozen JVM).
 fn ruok(port: u16, wait: Duration) -> Option<String> {
@@ -242,12 +256,16 @@ async fn a_frozen_server_answers_nothing_until_thawed_and_dies_frozen() {
     let zk = ZkServer::start().expect("private ZooKeeper starts");
     let pid = zk.pid().unwrap();
     zk.freeze().unwrap();
-    assert_eq!(process_state(pid), Some('T'), "SIGSTOP stops the JVM");
+    assert_eq!(
+        settled_state(pid, 'T', true),
+        Some('T'),
+        "SIGSTOP stops the JVM"
+    );
     assert!(zk.is_running(), "frozen is not dead");
     assert_eq!(ruok(zk.port(), Duration::from_millis(500)), None);
 
     zk.thaw().unwrap();
-    assert_ne!(process_state(pid), Some('T'));
+    assert_ne!(settled_state(pid, 'T', false), Some('T'));
     assert_eq!(
         ruok(zk.port(), Duration::from_secs(10)).as_deref(),
         Some("imok")
