@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod backoff;
@@ -39,7 +40,9 @@ pub use message::{Message, SendResult};
 pub use producer::{Producer, ProducerBuilder, ProducerStats};
 
 #[cfg(feature = "broker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "broker")))]
 pub mod broker;
 
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
