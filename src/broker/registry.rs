@@ -1,30 +1,32 @@
 //! Registration in ZooKeeper exactly as a Java MetaQ 1.4 master does it
 //! (docs/protocol.md §1.3), kept alive across session expiry.
 //!
-//! One task owns the ZooKeeper client. The broker talks to it through a
-//! channel; the task also watches the session and, when it expires, opens a
-//! new one and registers everything again (ephemeral nodes died with the old
-//! session).
+//! The session is a [`ZkSession`], the same keeper discovery uses: it
+//! opens a new session when one expires. One task owns the registration:
+//! the broker talks to it through a channel, and it registers everything
+//! again on each new session (ephemeral nodes died with the old one).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tracing::{info, warn};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionInfo, SessionState};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionInfo};
 
 use super::{BrokerConfig, BrokerError};
-use crate::backoff::Backoff;
 use crate::cluster::BrokerUri;
-use crate::discovery::reach::{connect_explained, ConnectFailure};
-use crate::discovery::{TopicBroker, ZkPaths};
+use crate::discovery::{TopicBroker, ZkPaths, ZkSession, ZkSettings};
+
+/// How long after a failed registration (in a live session) it is tried again.
+const RETRY_REGISTRATION: Duration = Duration::from_millis(500);
 
 /// Handle to the registration task.
 #[derive(Debug, Clone)]
 pub(crate) struct Registry {
     commands: mpsc::UnboundedSender<Command>,
+    session: ZkSession,
 }
 
 type Done = oneshot::Sender<Result<(), BrokerError>>;
@@ -36,8 +38,6 @@ enum Command {
     Unregister(Done),
     /// Register again, under a new address if given.
     Register(Option<BrokerUri>, Done),
-    /// Report the current session (tests force its expiry).
-    Session(oneshot::Sender<SessionInfo>),
     /// Remove every node and close the session.
     Shutdown(oneshot::Sender<()>),
 }
@@ -65,20 +65,26 @@ impl Registry {
                 topics.entry(topic).or_insert(accepted.partitions);
             }
         }
-        let client = connect(&config).await?;
+        let session = ZkSession::open(zk_settings(&config))
+            .await
+            .map_err(session_error)?;
+        let mut follow = session.follow();
+        let current = follow.borrow_and_update().clone();
+        let client = current.client.ok_or(BrokerError::Stopped)?;
         let mut registrar = Registrar {
             paths: ZkPaths::new(&config.root),
             config,
             uri,
             topics,
             client,
+            generation: current.generation,
             registered: false,
             wanted: true,
         };
         registrar.register_all().await?;
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(registrar.run(rx));
-        Ok(Registry { commands })
+        tokio::spawn(registrar.run(rx, follow));
+        Ok(Registry { commands, session })
     }
 
     pub(crate) fn add_topic(&self, topic: &str, partitions: u32) {
@@ -104,18 +110,21 @@ impl Registry {
         self.call(|done| Command::Register(uri, done)).await
     }
 
+    /// The current session (tests force its expiry).
     pub(crate) async fn session(&self) -> Result<SessionInfo, BrokerError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Session(tx))
-            .map_err(|_| BrokerError::Stopped)?;
-        rx.await.map_err(|_| BrokerError::Stopped)
+        let wait = self.session.settings().connect_timeout;
+        let client = self
+            .session
+            .client_within(wait)
+            .await
+            .map_err(session_error)?;
+        Ok(client.session().clone())
     }
 
     /// Unregisters and closes the session; returns when done (or the task is gone).
     pub(crate) async fn shutdown(&self) {
-        // Bounded: with ZooKeeper away the registrar may be reconnecting
-        // and the deletes may never be answered. The ephemeral nodes then go
+        // Bounded: with ZooKeeper away the session may be being renewed and
+        // the deletes may never be answered. The ephemeral nodes then go
         // with the session.
         const UNREGISTER_WAIT: Duration = Duration::from_secs(10);
         let (done, rx) = oneshot::channel();
@@ -124,21 +133,44 @@ impl Registry {
         {
             warn!("leaving ZooKeeper took over {UNREGISTER_WAIT:?}; going on with the shutdown");
         }
+        self.session.close().await;
     }
 }
 
-async fn connect(config: &BrokerConfig) -> Result<Client, BrokerError> {
-    let connector = Client::connector().with_session_timeout(config.zk_session_timeout);
-    connect_explained(connector, &config.zk_connect, config.zk_connect_timeout)
-        .await
-        .map_err(|failure| match failure {
-            ConnectFailure::Client(e) => BrokerError::zk("connect", &config.zk_connect, e),
-            ConnectFailure::Unreachable { waited, cause } => BrokerError::ZooKeeperUnreachable {
-                connect: config.zk_connect.clone(),
-                waited,
-                cause,
-            },
-        })
+/// The session settings the broker's configuration asks for.
+fn zk_settings(config: &BrokerConfig) -> ZkSettings {
+    ZkSettings::new(config.zk_connect.clone())
+        .with_root(&config.root)
+        .with_session_timeout(config.zk_session_timeout)
+        .with_connect_timeout(config.zk_connect_timeout)
+}
+
+/// The broker's error for a session that could not be opened.
+fn session_error(error: crate::Error) -> BrokerError {
+    match error {
+        crate::Error::ZooKeeperUnreachable {
+            connect,
+            waited,
+            cause,
+        } => BrokerError::ZooKeeperUnreachable {
+            connect,
+            waited,
+            cause,
+        },
+        crate::Error::ZooKeeper {
+            operation,
+            path,
+            source,
+        } => BrokerError::ZooKeeper {
+            operation,
+            path,
+            source,
+        },
+        crate::Error::Closed => BrokerError::Stopped,
+        other => BrokerError::Config {
+            reason: other.to_string(),
+        },
+    }
 }
 
 struct Registrar {
@@ -147,7 +179,9 @@ struct Registrar {
     uri: BrokerUri,
     /// Concrete topics to register, with their partition counts.
     topics: BTreeMap<String, u32>,
+    /// The client of the session `generation`.
     client: Client,
+    generation: u64,
     /// Whether this broker's nodes are in ZooKeeper now (as far as we know).
     registered: bool,
     /// Whether they should be: false only after a fault-injected unregister,
@@ -158,27 +192,17 @@ struct Registrar {
 }
 
 impl Registrar {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut state = self.client.state_watcher();
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut follow: tokio::sync::watch::Receiver<crate::discovery::CurrentSession>,
+    ) {
+        let mut retry_at: Option<Instant> = None;
         loop {
             tokio::select! {
-                changed = state.changed() => match changed {
-                    SessionState::Expired => {
-                        warn!(broker = self.config.id, "zookeeper session expired; opening a new one");
-                        if !self.renew_session(&mut commands).await {
-                            return;
-                        }
-                        state = self.client.state_watcher();
-                    }
-                    SessionState::Closed | SessionState::AuthFailed => {
-                        warn!(broker = self.config.id, ?changed, "zookeeper session ended");
-                        if !self.renew_session(&mut commands).await {
-                            return;
-                        }
-                        state = self.client.state_watcher();
-                    }
-                    other => info!(broker = self.config.id, state = ?other, "zookeeper session state"),
-                },
+                // Commands first: a dropped broker closes both the channel
+                // and the session, and must unregister before either ends.
+                biased;
                 command = commands.recv() => match command {
                     None => {
                         self.unregister_all().await;
@@ -186,12 +210,57 @@ impl Registrar {
                     }
                     Some(Command::Shutdown(done)) => {
                         self.unregister_all().await;
-                        drop(self.client);
                         let _ = done.send(());
                         return;
                     }
                     Some(command) => self.handle(command).await,
                 },
+                changed = follow.changed() => {
+                    if changed.is_err() {
+                        // The handle is gone (a broker dropped without a
+                        // shutdown): leave as the shutdown would. The
+                        // client is ours until then.
+                        self.unregister_all().await;
+                        return;
+                    }
+                    let current = follow.borrow_and_update().clone();
+                    match current.client {
+                        Some(client) if current.generation != self.generation => {
+                            // The old session's ephemeral nodes are gone.
+                            self.client = client;
+                            self.generation = current.generation;
+                            self.registered = false;
+                            retry_at = self.register_again("a new zookeeper session").await;
+                        }
+                        Some(_) => {}
+                        // Ended, or closed by a dropped handle: nodes are
+                        // known gone only once a new session is there.
+                        None => info!(broker = self.config.id, "zookeeper session ended"),
+                    }
+                }
+                _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    retry_at = None;
+                    if !self.registered {
+                        retry_at = self.register_again("a failed registration").await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers everything if wanted; on failure, says when to try again.
+    async fn register_again(&mut self, after: &str) -> Option<Instant> {
+        if !self.wanted {
+            return None;
+        }
+        match self.register_all().await {
+            Ok(()) => {
+                info!(broker = self.config.id, "registered again after {after}");
+                None
+            }
+            Err(e) => {
+                warn!(broker = self.config.id, error = %e, retry_in = ?RETRY_REGISTRATION, "registration failed");
+                Some(Instant::now() + RETRY_REGISTRATION)
             }
         }
     }
@@ -218,70 +287,11 @@ impl Registrar {
                     }
                     self.uri = uri;
                 }
+                // During a renewal this fails (the old client's session is
+                // over); the new session registers the new address.
                 let _ = done.send(self.register_all().await);
             }
-            Command::Session(reply) => {
-                let _ = reply.send(self.client.session().clone());
-            }
             Command::Shutdown(_) => unreachable!("handled by run"),
-        }
-    }
-
-    /// Opens a new session and registers again. Returns false if the broker
-    /// shut down meanwhile.
-    async fn renew_session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> bool {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        loop {
-            match connect(&self.config).await {
-                Ok(client) => {
-                    self.client = client;
-                    if !self.wanted {
-                        return true;
-                    }
-                    match self.register_all().await {
-                        Ok(()) => {
-                            info!(
-                                broker = self.config.id,
-                                "registered again after session loss"
-                            );
-                            return true;
-                        }
-                        Err(e) => {
-                            warn!(broker = self.config.id, error = %e, "re-registration failed")
-                        }
-                    }
-                }
-                Err(e) => warn!(broker = self.config.id, error = %e, "zookeeper reconnect failed"),
-            }
-            // Let a shutdown through while ZooKeeper is away.
-            tokio::select! {
-                _ = sleep(backoff.next_delay()) => {}
-                command = commands.recv() => match command {
-                    None => return false,
-                    Some(Command::Shutdown(done)) => {
-                        let _ = done.send(());
-                        return false;
-                    }
-                    Some(Command::AddTopic { topic, partitions }) => {
-                        self.topics.insert(topic, partitions);
-                    }
-                    Some(Command::Session(reply)) => {
-                        let _ = reply.send(self.client.session().clone());
-                    }
-                    // A move during the renewal still moves: the new
-                    // address is registered once the session is back.
-                    Some(Command::Register(uri, done)) => {
-                        self.wanted = true;
-                        if let Some(uri) = uri {
-                            self.uri = uri;
-                        }
-                        let _ = done.send(Err(BrokerError::zk("reconnect", &self.config.zk_connect, ZkError::ConnectionLoss)));
-                    }
-                    Some(Command::Unregister(done)) => {
-                        let _ = done.send(Err(BrokerError::zk("reconnect", &self.config.zk_connect, ZkError::ConnectionLoss)));
-                    }
-                },
-            }
         }
     }
 

@@ -5,28 +5,31 @@
 //! JSON a master broker writes under `topics-pub` and `topics-sub`;
 //! [`TopicRoute`] is one topic's brokers and partitions.
 //!
-//! [`Discovery`] keeps one route per watched topic up to date from ZooKeeper
-//! (settings in [`ZkSettings`]); [`read_route`] reads one route once;
+//! [`ZkSession`] opens a ZooKeeper session (settings in [`ZkSettings`]) and
+//! renews it on expiry. [`Discovery`] keeps one route per watched topic up
+//! to date through one; [`read_route`] reads one route once;
 //! [`Discovery::describe_topic`] says why a topic has no route ([`TopicPresence`]).
 
 mod context;
+mod handle;
 mod layout;
 mod presence;
 pub(crate) mod reach;
 mod read;
 mod route;
-mod session;
 mod settings;
 mod watcher;
 mod watches;
+mod zk_session;
 
 pub use crate::cluster::{BrokerUri, InvalidBrokerUri, InvalidPartition, Partition};
+pub use handle::Discovery;
 pub use layout::{normalize_root, TopicBroker, ZkPaths, DEFAULT_ROOT};
 pub use presence::TopicPresence;
 pub use read::read_route;
 pub use route::{RouteSource, TopicRoute};
-pub use session::Discovery;
 pub use settings::{ZkSettings, DEFAULT_CONNECT};
+pub use zk_session::{CurrentSession, ZkSession};
 
 /// Entry points for the fuzz targets in `fuzz/` (cargo-fuzz builds with
 /// `--cfg fuzzing`): the parsers of ZooKeeper node data, which are private

@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client::Error as ZkError;
 
-use super::context::{Context, SessionSlot};
+use super::context::Context;
 use super::read::{describe_change, list, Reader, Reported};
 use super::watches::Watches;
+use super::CurrentSession;
 use super::TopicRoute;
 use crate::backoff::Backoff;
 
@@ -26,10 +27,10 @@ pub(super) async fn run_topic(
     topic: String,
     context: Arc<Context>,
     routes: Arc<RouteSender>,
-    mut session: watch::Receiver<SessionSlot>,
+    mut session: watch::Receiver<CurrentSession>,
     cancel: CancellationToken,
 ) {
-    let settings = &context.settings;
+    let settings = context.session.settings();
     let mut watches = Watches::new();
     let mut reported = Reported::default();
     let mut generation = None;

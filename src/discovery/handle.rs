@@ -1,5 +1,4 @@
-//! [`Discovery`]: one ZooKeeper session, renewed on expiry, and one watch
-//! task per topic.
+//! [`Discovery`]: one [`ZkSession`] and one watch task per topic.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,17 +6,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
-use zookeeper_client::{Client, SessionInfo, SessionState};
+use zookeeper_client::{Client, SessionInfo};
 
-use super::context::{Context, SessionSlot};
-use super::reach::{connect_explained, ConnectFailure};
+use super::context::Context;
 use super::watcher::{run_topic, RouteSender};
-use super::{TopicRoute, ZkPaths, ZkSettings};
-use crate::backoff::Backoff;
+use super::{TopicRoute, ZkPaths, ZkSession, ZkSettings};
 use crate::protocol::validate_topic;
 use crate::Error;
 
@@ -27,7 +24,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Watches MetaQ's ZooKeeper nodes and keeps an immutable [`TopicRoute`] per
 /// topic up to date.
 ///
-/// One ZooKeeper session serves every topic; when it expires a new one is
+/// One [`ZkSession`] serves every topic; when it expires a new one is
 /// opened (retried with jittered backoff until it works or the handle is
 /// closed) and every topic is listed again. Each topic has one task that
 /// lists it when one of its watches fires, when the session reconnects or
@@ -72,7 +69,7 @@ impl fmt::Debug for Discovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let topics: Vec<String> = self.inner.lock_topics().keys().cloned().collect();
         f.debug_struct("Discovery")
-            .field("connect", &self.inner.context.settings.connect)
+            .field("connect", &self.settings().connect)
             .field("root", &self.inner.context.paths.root())
             .field("session", &self.session_info().map(|s| s.id()))
             .field("topics", &topics)
@@ -116,35 +113,16 @@ impl Discovery {
     /// # });
     /// ```
     pub async fn connect(settings: ZkSettings) -> Result<Discovery, Error> {
-        settings.validate()?;
-        let client = open_session(&settings).await?;
-        info!(
-            connect = %settings.connect,
-            root = %ZkPaths::new(&settings.root).root(),
-            session = %client.session_id(),
-            "zookeeper session opened for discovery"
-        );
-        let (session, _) = watch::channel(SessionSlot {
-            client: Some(client),
-            generation: 1,
-            reconnects: 0,
-        });
-        let context = Arc::new(Context {
-            paths: ZkPaths::new(&settings.root),
-            settings,
-            session,
-        });
+        let paths = ZkPaths::new(&settings.root);
+        let session = ZkSession::open(settings).await?;
+        info!(root = %paths.root(), "discovery started");
         let inner = Inner {
-            context: context.clone(),
+            context: Arc::new(Context { paths, session }),
             topics: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
         };
-        inner.tasks.spawn_on(
-            run_session(context, inner.cancel.clone()).instrument(info_span!("discovery_session")),
-            &inner.runtime,
-        );
         Ok(Discovery {
             inner: Arc::new(inner),
         })
@@ -195,7 +173,7 @@ impl Discovery {
             topic.to_owned(),
             self.inner.context.clone(),
             sender,
-            self.inner.context.session.subscribe(),
+            self.inner.context.session.follow(),
             self.inner.cancel.clone(),
         );
         self.inner.tasks.spawn_on(
@@ -230,8 +208,7 @@ impl Discovery {
         if timeout(CLOSE_WAIT, inner.tasks.wait()).await.is_err() {
             warn!("discovery tasks still running after {CLOSE_WAIT:?}");
         }
-        // Tasks are gone: dropping the last client closes the session.
-        inner.context.session.send_modify(|slot| slot.client = None);
+        inner.context.session.close().await;
     }
 
     /// The current session, `None` while a new one is being opened or
@@ -250,13 +227,7 @@ impl Discovery {
     /// # Ok(()) }
     /// ```
     pub fn session_info(&self) -> Option<SessionInfo> {
-        self.inner
-            .context
-            .session
-            .borrow()
-            .client
-            .as_ref()
-            .map(|client| client.session().clone())
+        self.inner.context.session.info()
     }
 }
 
@@ -268,36 +239,19 @@ impl Discovery {
 
     /// The settings it was opened with.
     pub(super) fn settings(&self) -> &ZkSettings {
-        &self.inner.context.settings
+        self.inner.context.session.settings()
     }
 
     /// The current client for one-off reads; while a new session is being
     /// opened, waits for it at most `connect_timeout`.
     pub(super) async fn client_for_reads(&self) -> Result<Client, Error> {
-        let mut slot = self.inner.context.session.subscribe();
-        let wait = self.settings().connect_timeout;
-        let opened = timeout(wait, async {
-            loop {
-                if self.inner.cancel.is_cancelled() {
-                    return None;
-                }
-                if let Some(client) = slot.borrow_and_update().client.clone() {
-                    return Some(client);
-                }
-                // The sender lives as long as `self`: this cannot fail.
-                slot.changed().await.ok()?;
-            }
-        })
-        .await;
-        match opened {
-            Ok(Some(client)) => Ok(client),
-            Ok(None) => Err(Error::Closed),
-            Err(_) => Err(Error::ZooKeeperUnreachable {
-                connect: self.settings().connect.clone(),
-                waited: wait,
-                cause: "the expired session was not replaced in time".into(),
-            }),
+        if self.inner.cancel.is_cancelled() {
+            return Err(Error::Closed);
         }
+        let session = &self.inner.context.session;
+        session
+            .client_within(session.settings().connect_timeout)
+            .await
     }
 }
 
@@ -316,93 +270,8 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The tasks hold no handle: they end on the token, and with them the
-        // last clients of the session.
+        // The tasks hold no handle: they end on the token, and with them
+        // the last handles of the session.
         self.shut_down();
-        self.context.session.send_modify(|slot| slot.client = None);
-    }
-}
-
-/// Opens a session as the settings say, bounded by `connect_timeout`.
-async fn open_session(settings: &ZkSettings) -> Result<Client, Error> {
-    let mut connector = Client::connector().with_session_timeout(settings.session_timeout);
-    if let Some(auth) = &settings.digest_auth {
-        connector = connector.with_auth("digest", auth.as_bytes());
-    }
-    connect_explained(connector, &settings.connect, settings.connect_timeout)
-        .await
-        .map_err(|failure| match failure {
-            ConnectFailure::Client(source) => Error::ZooKeeper {
-                operation: "connect",
-                path: settings.connect.clone(),
-                source,
-            },
-            ConnectFailure::Unreachable { waited, cause } => Error::ZooKeeperUnreachable {
-                connect: settings.connect.clone(),
-                waited,
-                cause,
-            },
-        })
-}
-
-/// Follows the session's state: counts reconnections, and replaces an
-/// expired (or otherwise ended) session by a new one.
-async fn run_session(context: Arc<Context>, cancel: CancellationToken) {
-    let slot = &context.session;
-    loop {
-        let Some(client) = slot.borrow().client.clone() else {
-            return;
-        };
-        let mut states = client.state_watcher();
-        let session_id = client.session_id();
-        drop(client);
-        let mut state = states.peek_state();
-        let mut disconnected = false;
-        while !state.is_terminated() {
-            match state {
-                SessionState::Disconnected => {
-                    if !disconnected {
-                        warn!(session = %session_id, "zookeeper connection lost; keeping the last routes");
-                    }
-                    disconnected = true;
-                }
-                SessionState::SyncConnected | SessionState::ConnectedReadOnly if disconnected => {
-                    info!(session = %session_id, "zookeeper reconnected; listing every topic again");
-                    disconnected = false;
-                    slot.send_modify(|s| s.reconnects += 1);
-                }
-                _ => {}
-            }
-            state = tokio::select! {
-                _ = cancel.cancelled() => return,
-                state = states.changed() => state,
-            };
-        }
-        warn!(session = %session_id, ?state, "zookeeper session ended; opening a new one");
-        slot.send_modify(|s| s.client = None);
-
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let client = loop {
-            let attempt = tokio::select! {
-                _ = cancel.cancelled() => return,
-                attempt = open_session(&context.settings) => attempt,
-            };
-            match attempt {
-                Ok(client) => break client,
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    warn!(%error, retry_in = ?delay, "opening a new zookeeper session failed");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = sleep(delay) => {}
-                    }
-                }
-            }
-        };
-        info!(session = %client.session_id(), "new zookeeper session; listing every topic again");
-        slot.send_modify(|s| {
-            s.client = Some(client);
-            s.generation += 1;
-        });
     }
 }
