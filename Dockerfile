@@ -2,7 +2,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --bin metaq-broker
+RUN cargo build --release -p metaq-broker
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/metaq-broker /usr/local/bin/metaq-broker

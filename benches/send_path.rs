@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
-use metaq::broker::null::NullServer;
-use metaq::broker::TopicConfig;
-use metaq::testkit::{unique_root, ZkServer};
 use metaq::{Message, Producer};
+use metaq_broker::null::NullServer;
+use metaq_broker::TopicConfig;
+use metaq_testkit::{unique_root, ZkServer};
 
 const TOPIC: &str = "bench";
 const WINDOW: usize = 1_000;

@@ -11,8 +11,8 @@
 //! cargo run --example transaction
 //! ```
 
-use metaq::testkit::{unique_root, TestBroker, ZkServer};
 use metaq::{Error, Message, Producer};
+use metaq_testkit::{unique_root, TestBroker, ZkServer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cutting the connections of broker {victim}, which holds {}",
         tx.key()
     );
-    brokers[victim].drop_connections();
+    brokers[victim].faults().drop_connections();
     match tx.send(Message::new("orders", "after the crash")).await {
         Err(e @ Error::TransactionFailed { .. }) => println!("send failed as expected: {e}"),
         other => println!("unexpected: {other:?}"),

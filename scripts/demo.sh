@@ -17,7 +17,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> building"
-cargo build --quiet --release --bins --example show_registration --example quickstart
+cargo build --quiet --release --workspace --bins --example show_registration --example quickstart
 
 zk_port=$(free_port)
 echo "==> starting ZooKeeper on 127.0.0.1:$zk_port"

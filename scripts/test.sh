@@ -12,9 +12,18 @@ ensure_packages docker-compose
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --all-targets --all-features -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "==> the client crate depends on no tool"
+# The broker, the CLI's crates and the harness stay out of `metaq` itself.
+if cargo tree -p metaq -e normal --prefix none | grep -E '^(clap|indicatif|tracing-subscriber|nix|tempfile|metaq-broker|metaq-testkit|metaq-cli) '; then
+  echo "metaq depends on the crates above; only its dev-dependencies may" >&2
+  exit 1
+fi
 echo "==> cargo test"
-cargo test --all-features
+# --workspace: the client, the broker, the CLI and the test harness; it also
+# builds every binary before any test runs (the client's fault tests start
+# metaq-broker processes).
+cargo test --workspace --all-features
 echo "==> docker-compose config"
 docker-compose -f docker-compose.yml config -q
 if [ -x scripts/fuzz-build.sh ]; then

@@ -1,12 +1,14 @@
-//! A producer client for MetaQ (Taobao Metamorphosis 1.4), and a development
-//! broker that speaks the same protocol.
+//! A producer client for MetaQ (Taobao Metamorphosis 1.4).
 //!
 //! Layers, with data flowing one way:
 //!
 //! * [`protocol`]: the sans-IO wire format (commands, responses, codec, checksum).
 //! * [`discovery`]: the ZooKeeper layout MetaQ brokers publish.
-//! * [`broker`]: the development broker (feature `broker`, on by default).
-//! * [`testkit`]: a real ZooKeeper server for tests (feature `testkit`).
+//! * [`producer`]: the API, selectors, transactions and retries.
+//!
+//! The development broker (crate `metaq-broker`), the `metaq` command
+//! (crate `metaq-cli`) and the test harness (crate `metaq-testkit`) are
+//! workspace members that depend on this crate.
 //!
 //! # Examples
 //!
@@ -38,11 +40,3 @@ pub use cluster::{BrokerUri, Partition};
 pub use error::{Attempt, Attempts, Delivery, Error, Result};
 pub use message::{Message, SendResult};
 pub use producer::{Producer, ProducerBuilder, ProducerStats};
-
-#[cfg(feature = "broker")]
-#[cfg_attr(docsrs, doc(cfg(feature = "broker")))]
-pub mod broker;
-
-#[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub mod testkit;

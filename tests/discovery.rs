@@ -11,8 +11,8 @@ use metaq::discovery::{
     read_route, BrokerUri, Discovery, Partition, RouteSource, TopicBroker, TopicRoute, ZkPaths,
     ZkSettings,
 };
-use metaq::testkit::{unique_root, TestBroker, ZkServer};
 use metaq::Error;
+use metaq_testkit::{unique_root, TestBroker, ZkServer};
 use tokio::sync::watch;
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
 
@@ -451,12 +451,12 @@ async fn absent_topic_then_a_broker_registers() {
     assert_eq!(route.brokers[&3], broker.uri());
     assert_eq!(route.source, RouteSource::TopicsPub);
 
-    broker.unregister().await.unwrap();
+    broker.faults().unregister().await.unwrap();
     wait_route(&mut routes, CHANGE, "broker 3 unregistered", |r| {
         r.is_empty()
     })
     .await;
-    broker.register().await.unwrap();
+    broker.faults().register().await.unwrap();
     wait_route(&mut routes, CHANGE, "broker 3 registered again", |r| {
         !r.is_empty()
     })
@@ -464,6 +464,7 @@ async fn absent_topic_then_a_broker_registers() {
 
     // The broker moves to another port: the new address is seen.
     let moved = broker
+        .faults()
         .move_to(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
@@ -518,7 +519,7 @@ async fn recovers_from_session_expiry() {
     assert_ne!(new.id(), old.id());
 
     // And the new session's watches work.
-    broker.unregister().await.unwrap();
+    broker.faults().unregister().await.unwrap();
     wait_route(&mut routes, CHANGE, "broker 1 gone", |r| {
         !r.brokers.contains_key(&1)
     })

@@ -3,8 +3,8 @@
 //! root, a missing root, a legacy-only topic, and bad input.
 
 use metaq::discovery::{Discovery, TopicBroker, TopicPresence, ZkPaths, ZkSettings};
-use metaq::testkit::{unique_root, ZkServer};
 use metaq::Error;
+use metaq_testkit::{unique_root, ZkServer};
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
 
 const PERSISTENT: CreateOptions<'static> = CreateMode::Persistent.with_acls(Acls::anyone_all());

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use metaq::broker::store::{read_records, StoredRecord};
-use metaq::testkit::BrokerProcess;
 use metaq::{Error, Message, Producer, SendResult};
+use metaq_broker::store::{read_records, StoredRecord};
+use metaq_testkit::BrokerProcess;
 use producer_support::*;
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -222,7 +222,7 @@ impl RestartableBroker {
         let data = TempDir::with_prefix(format!("metaq-fault-b{id}-")).expect("a temp dir");
         let process = tokio::task::block_in_place(|| {
             BrokerProcess::spawn(
-                env!("CARGO_BIN_EXE_metaq-broker"),
+                metaq_testkit::broker_binary(),
                 &broker_args(root, id, 0, data.path(), session_timeout),
             )
         })
@@ -266,7 +266,7 @@ impl RestartableBroker {
     fn restart(&mut self) {
         assert!(self.process.is_none(), "broker {} is running", self.id);
         let process = tokio::task::block_in_place(|| {
-            BrokerProcess::spawn(env!("CARGO_BIN_EXE_metaq-broker"), &self.args)
+            BrokerProcess::spawn(metaq_testkit::broker_binary(), &self.args)
         })
         .unwrap_or_else(|e| panic!("broker {} did not restart: {e}", self.id));
         self.process = Some(process);

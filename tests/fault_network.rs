@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use metaq::producer::KeyHash;
-use metaq::testkit::TestBroker;
 use metaq::{BrokerUri, Delivery, Error, Message, Partition, Producer, SendResult};
+use metaq_testkit::TestBroker;
 use net_fault_support::{BlackholeProxy, FakeBroker, LargestAllocation, Misbehaviour};
 use producer_support::*;
 use tokio::time::Instant;

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use metaq::broker::{BrokerConfig, FlushPolicy, TopicConfig};
-use metaq::testkit::{TestBroker, ZkEnsemble, ZkServer};
 use metaq::{Message, Producer, SendResult};
+use metaq_broker::{BrokerConfig, FlushPolicy, TopicConfig};
+use metaq_testkit::{TestBroker, ZkEnsemble, ZkServer};
 use producer_support::*;
 use tempfile::TempDir;
 use tokio::task::{block_in_place, JoinHandle};

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metaq::testkit::BrokerProcess;
 use metaq::{Error, Message, Producer};
+use metaq_testkit::BrokerProcess;
 use producer_support::*;
 use tokio::time::Instant;
 
@@ -95,8 +95,8 @@ async fn graceful_restart_of_the_only_broker_fails_no_keyless_send() {
     init_tracing();
     let root = unique_root();
     let data = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_metaq-broker");
-    let mut b0 = BrokerProcess::spawn(binary, &broker_args(&root, 0, data.path())).unwrap();
+    let binary = metaq_testkit::broker_binary();
+    let mut b0 = BrokerProcess::spawn(&binary, &broker_args(&root, 0, data.path())).unwrap();
     let port = b0.addr().port();
     let producer = producer(&root)
         .send_timeout(Duration::from_secs(4))
@@ -115,7 +115,7 @@ async fn graceful_restart_of_the_only_broker_fails_no_keyless_send() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1).saturating_sub(stopping.elapsed())).await;
-    let b0 = BrokerProcess::spawn(binary, &broker_args(&root, port, data.path())).unwrap();
+    let b0 = BrokerProcess::spawn(&binary, &broker_args(&root, port, data.path())).unwrap();
     let at_restart = sender.sent.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (sent, failures) = sender.finish().await;
@@ -158,10 +158,10 @@ async fn session_renewal_of_the_only_broker_fails_no_keyless_send() {
     let sender = SteadySender::start(&producer);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let session = b0.zk_session().await.unwrap();
+        let session = b0.faults().zk_session().await.unwrap();
         zk().expire_session(&session).await;
         eventually(Duration::from_secs(15), "a new broker session", || async {
-            let now = b0.zk_session().await.ok()?;
+            let now = b0.faults().zk_session().await.ok()?;
             (now.id() != session.id()).then_some(())
         })
         .await;
@@ -193,7 +193,7 @@ async fn only_keyless_sends_to_a_served_topic_wait_for_an_empty_route() {
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     producer.send(Message::new(TOPIC, "before")).await.unwrap();
-    b0.unregister().await.unwrap();
+    b0.faults().unregister().await.unwrap();
     eventually(Duration::from_secs(10), "the route to empty", || async {
         producer.partitions(TOPIC).is_empty().then_some(())
     })
@@ -231,7 +231,7 @@ async fn only_keyless_sends_to_a_served_topic_wait_for_an_empty_route() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the keyless send should still wait");
-    b0.register().await.unwrap();
+    b0.faults().register().await.unwrap();
     let sent = waiting
         .await
         .unwrap()

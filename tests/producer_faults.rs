@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use metaq::producer::KeyHash;
 use metaq::protocol::{Response, StatusCode};
-use metaq::testkit::BrokerProcess;
 use metaq::{Delivery, Error, Message, Partition, Producer};
+use metaq_testkit::BrokerProcess;
 use producer_support::*;
 use tokio::time::Instant;
 
@@ -96,7 +96,7 @@ async fn stalled_broker_is_avoided_and_keyed_sends_fail_promptly() {
     producer.publish(TOPIC).await.unwrap();
     let all = [parts(0, 3), parts(1, 3)].concat();
     wait_partitions(&producer, TOPIC, &all).await;
-    b1.stall(true);
+    b1.faults().stall(true);
 
     let used = keyless_all_succeed(&producer, 60, send_timeout).await;
     assert!(used.iter().all(|p| p.broker_id == 0), "{used:?}");
@@ -132,7 +132,7 @@ async fn stalled_broker_is_avoided_and_keyed_sends_fail_promptly() {
         assert_eq!(sent.partition.broker_id, 0);
     }
 
-    b1.stall(false);
+    b1.faults().stall(false);
     for key in &dead_keys {
         let sent = producer
             .send(Message::new(TOPIC, "keyed-again").with_key(key.clone()))
@@ -189,7 +189,7 @@ async fn killed_broker_is_avoided_and_keyed_sends_fail_promptly() {
     ]
     .map(String::from)
     .to_vec();
-    let mut b1 = BrokerProcess::spawn(env!("CARGO_BIN_EXE_metaq-broker"), &args).unwrap();
+    let mut b1 = BrokerProcess::spawn(metaq_testkit::broker_binary(), &args).unwrap();
     let dead_uri: metaq::BrokerUri = format!("meta://{}", b1.addr()).parse().unwrap();
     let send_timeout = Duration::from_secs(2);
     let producer = producer(&root)
@@ -261,8 +261,8 @@ async fn error_answer_is_rejected_and_not_retried() {
     let producer = producer(&root).build().await.unwrap();
     producer.publish(TOPIC).await.unwrap();
     wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
-    b0.fail_next_puts(1, StatusCode(500));
-    b1.fail_next_puts(1, StatusCode(500));
+    b0.faults().fail_next_puts(1, StatusCode(500));
+    b1.faults().fail_next_puts(1, StatusCode(500));
 
     let error = producer
         .send(Message::new(TOPIC, "refused"))
@@ -297,7 +297,7 @@ async fn error_answer_is_rejected_and_not_retried() {
     assert_eq!(stat(other.local_addr(), "put_failed").await, 0);
     assert!(b0.records(Some(TOPIC)).is_empty() && b1.records(Some(TOPIC)).is_empty());
 
-    other.fail_next_puts(0, StatusCode(500));
+    other.faults().fail_next_puts(0, StatusCode(500));
     let sent = producer
         .send(Message::new(TOPIC, "accepted"))
         .await
@@ -330,7 +330,7 @@ async fn heartbeat_drops_a_silent_connection_and_reconnects() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(other_connections(b0.local_addr()).await, 1);
 
-    b0.stall(true);
+    b0.faults().stall(true);
     let started = Instant::now();
     let error = producer
         .send(Message::new(TOPIC, "stalled"))
@@ -346,7 +346,7 @@ async fn heartbeat_drops_a_silent_connection_and_reconnects() {
         "found only after {elapsed:?}"
     );
 
-    b0.stall(false);
+    b0.faults().stall(false);
     let sent = eventually(Duration::from_secs(10), "a send after the stall", || {
         let producer = &producer;
         async move { producer.send(Message::new(TOPIC, "after")).await.ok() }
@@ -375,7 +375,7 @@ async fn heartbeat_finds_a_silent_broker_under_steady_writes() {
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     producer.send(Message::new(TOPIC, "before")).await.unwrap();
-    _b0.stall(true);
+    _b0.faults().stall(true);
     let started = Instant::now();
     let mut sends = Vec::new();
     for i in 0..60 {
@@ -395,7 +395,7 @@ async fn heartbeat_finds_a_silent_broker_under_steady_writes() {
         elapsed < Duration::from_secs(8),
         "found only after {elapsed:?}"
     );
-    _b0.stall(false);
+    _b0.faults().stall(false);
     for send in sends {
         let _ = send.await;
     }
@@ -420,8 +420,8 @@ async fn every_attempt_is_listed_when_all_brokers_fail() {
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     wait_partitions(&producer, TOPIC, &[parts(0, 1), parts(1, 1)].concat()).await;
-    b0.stall(true);
-    b1.stall(true);
+    b0.faults().stall(true);
+    b1.faults().stall(true);
 
     let started = Instant::now();
     let error = producer
@@ -499,7 +499,9 @@ async fn cut_connections_are_reopened_and_sends_retried() {
     };
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if round % 2 == 0 { &b0 } else { &b1 }.drop_connections();
+        if round % 2 == 0 { &b0 } else { &b1 }
+            .faults()
+            .drop_connections();
     }
     let acked = sender.await.unwrap();
     let stored = bodies(&b0, TOPIC).len() + bodies(&b1, TOPIC).len();
@@ -741,14 +743,14 @@ async fn timed_out_requests_free_their_room_on_the_connection() {
         .await
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
-    b0.stall(true);
+    b0.faults().stall(true);
     let lost =
         join_all((0..4).map(|i| producer.send(Message::new(TOPIC, format!("lost-{i}"))))).await;
     for result in lost {
         let error = result.expect_err("stalled");
         assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
     }
-    b0.stall(false);
+    b0.faults().stall(false);
     for i in 0..10 {
         producer
             .send(Message::new(TOPIC, format!("after-{i}")))
@@ -781,7 +783,7 @@ async fn requests_given_up_in_bulk_free_their_room_and_late_answers_are_dropped(
         .await
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
-    b0.delay_responses(Duration::from_millis(200));
+    b0.faults().delay_responses(Duration::from_millis(200));
     for round in 0..40 {
         let results = join_all(
             (0..4).map(|i| producer.send(Message::new(TOPIC, format!("lost-{round}-{i}")))),
@@ -796,7 +798,7 @@ async fn requests_given_up_in_bulk_free_their_room_and_late_answers_are_dropped(
             );
         }
     }
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     for i in 0..10 {
         producer
             .send(Message::new(TOPIC, format!("after-{i}")))
@@ -827,7 +829,7 @@ async fn unkeyed_sends_wait_for_a_reconnect_keyed_ones_fail_promptly() {
     producer.publish(TOPIC).await.unwrap();
     producer.send(Message::new(TOPIC, "before")).await.unwrap();
 
-    b0.stop_listening();
+    b0.faults().stop_listening();
     eventually(
         Duration::from_secs(5),
         "the producer saw the cut",
@@ -858,7 +860,7 @@ async fn unkeyed_sends_wait_for_a_reconnect_keyed_ones_fail_promptly() {
             waiting.await.unwrap()
         );
     }
-    b0.listen_again().await.unwrap();
+    b0.faults().listen_again().await.unwrap();
     let result = waiting.await.unwrap().expect("sent once reconnected");
     assert_eq!(result.attempts, 1);
     assert_eq!(bodies(&b0, TOPIC), [b"before".to_vec(), b"during".to_vec()]);
@@ -883,7 +885,7 @@ async fn no_room_before_the_timeout_is_not_sent_with_its_attempt() {
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     wait_partitions(&producer, TOPIC, &parts(0, 1)).await;
-    b0.delay_responses(Duration::from_secs(2));
+    b0.faults().delay_responses(Duration::from_secs(2));
     let mut tx = producer.begin_transaction().unwrap();
     let mut holder = Box::pin(tx.send(Message::new(TOPIC, "in a transaction")));
     // One poll queues the BEGIN, which takes the connection's only slot.
@@ -896,11 +898,11 @@ async fn no_room_before_the_timeout_is_not_sent_with_its_attempt() {
     assert_eq!(error.attempts().len(), 1, "{error}");
     assert_eq!(error.attempts()[0].broker, b0.uri());
     assert!(error.attempts()[0].cause.contains("no room"), "{error}");
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     holder
         .await
         .expect("the transaction's put, once BEGIN is answered");
     tx.rollback().await.unwrap();
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     producer.close().await;
 }

@@ -185,7 +185,7 @@ async fn close_waits_for_sends_in_flight_and_stops_everything() {
     let p = producer.clone();
     on(&handle, async move { p.publish(TOPIC).await.unwrap() }).await;
 
-    b0.delay_responses(Duration::from_millis(800));
+    b0.faults().delay_responses(Duration::from_millis(800));
     let sends: Vec<_> = (0..20)
         .map(|i| handle.spawn(producer.send(Message::new(TOPIC, format!("inflight-{i}")))))
         .collect();
@@ -224,7 +224,7 @@ async fn close_waits_for_sends_in_flight_and_stops_everything() {
     })
     .await; // idempotent
 
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     no_connection_left(b0.local_addr(), GONE_WITHIN).await;
     no_task_left(&runtime, GONE_WITHIN).await;
     assert_eq!(b0.records(Some(TOPIC)).len(), 20);
@@ -246,7 +246,7 @@ async fn close_gives_up_on_sends_that_time_out() {
     let p = producer.clone();
     on(&handle, async move { p.publish(TOPIC).await.unwrap() }).await;
 
-    b0.stall(true);
+    b0.faults().stall(true);
     let sends: Vec<_> = (0..5)
         .map(|i| handle.spawn(producer.send(Message::new(TOPIC, format!("slow-{i}")))))
         .collect();
@@ -260,7 +260,7 @@ async fn close_gives_up_on_sends_that_time_out() {
         let error = send.await.unwrap().expect_err("no answer in time");
         assert_eq!(error.delivery(), Some(Delivery::MaybeSent), "{error:?}");
     }
-    b0.stall(false);
+    b0.faults().stall(false);
     no_connection_left(b0.local_addr(), GONE_WITHIN).await;
     no_task_left(&runtime, GONE_WITHIN).await;
     drop(producer);
@@ -319,7 +319,7 @@ async fn close_right_after_a_broker_left_leaves_no_task() {
     on(&handle, async move { p.publish(TOPIC).await.unwrap() }).await;
     wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
 
-    b1.unregister().await.unwrap();
+    b1.faults().unregister().await.unwrap();
     wait_partitions(&producer, TOPIC, &parts(0, 2)).await;
     assert_eq!(
         other_connections(b1.local_addr()).await,
@@ -408,7 +408,7 @@ async fn flush_waits_for_sends_in_flight_and_keeps_the_producer_open() {
     producer.publish(TOPIC).await.unwrap();
     producer.flush(Duration::from_millis(10)).await.unwrap(); // none in flight
 
-    b0.delay_responses(Duration::from_millis(600));
+    b0.faults().delay_responses(Duration::from_millis(600));
     let sends: Vec<_> = (0..50)
         .map(|i| tokio::spawn(producer.send(Message::new(TOPIC, format!("flush-{i}")))))
         .collect();
@@ -429,7 +429,7 @@ async fn flush_waits_for_sends_in_flight_and_keeps_the_producer_open() {
     }
     assert_eq!(b0.records(Some(TOPIC)).len(), 50);
 
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     producer
         .send(Message::new(TOPIC, "after flush"))
         .await

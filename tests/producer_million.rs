@@ -13,9 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use metaq::broker::store::read_records;
-use metaq::testkit::BrokerProcess;
 use metaq::Message;
+use metaq_broker::store::read_records;
+use metaq_testkit::BrokerProcess;
 use producer_support::*;
 use tokio::time::Instant;
 
@@ -49,7 +49,7 @@ fn broker_process(root: &str, id: u32, data: &Path) -> BrokerProcess {
         "os",
     ]
     .map(String::from);
-    BrokerProcess::spawn(env!("CARGO_BIN_EXE_metaq-broker"), &args).expect("metaq-broker starts")
+    BrokerProcess::spawn(metaq_testkit::broker_binary(), &args).expect("metaq-broker starts")
 }
 
 /// Payload of send `seq`: its number in 8 bytes, padded to 100 bytes.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metaq::testkit::ZkServer;
 use metaq::{Delivery, Message};
+use metaq_testkit::ZkServer;
 use producer_support::*;
 use tokio::time::Instant;
 
@@ -26,7 +26,7 @@ async fn zookeeper_outage_does_not_stop_sends() {
     let zk = ZkServer::start().expect("a private ZooKeeper");
     let root = unique_root();
     // Sessions long enough to survive the outage (the server restores them).
-    let long = |c: metaq::broker::BrokerConfig| c.with_zk_session_timeout(Duration::from_secs(40));
+    let long = |c: metaq_broker::BrokerConfig| c.with_zk_session_timeout(Duration::from_secs(40));
     let b0 = broker_with(&zk, &root, 0, &[(TOPIC, 2), (FRESH, 1)], long).await;
     let b1 = broker_with(&zk, &root, 1, &[(TOPIC, 2)], long).await;
     let send_timeout = Duration::from_secs(3);

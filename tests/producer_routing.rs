@@ -89,8 +89,8 @@ async fn round_robin_spreads_evenly_while_a_broker_is_down() {
     producer.publish(TOPIC).await.unwrap();
     let all: Vec<Partition> = [parts(0, 3), parts(1, 3)].concat();
     wait_partitions(&producer, TOPIC, &all).await;
-    b1.stop_listening();
-    b1.drop_connections();
+    b1.faults().stop_listening();
+    b1.faults().drop_connections();
     // Until the producer has seen the connection go, a send may still try
     // broker 1 (and be retried): wait until sends keep to broker 0.
     eventually(
@@ -282,7 +282,8 @@ async fn full_connection_makes_sends_wait() {
     let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
     let producer = producer(&root).max_in_flight(2).build().await.unwrap();
     producer.publish(TOPIC).await.unwrap();
-    b0.delay_responses(std::time::Duration::from_millis(150));
+    b0.faults()
+        .delay_responses(std::time::Duration::from_millis(150));
     let started = tokio::time::Instant::now();
     let results =
         join_all((0..10).map(|i| producer.send(Message::new(TOPIC, format!("bp{i}"))))).await;
@@ -375,10 +376,9 @@ async fn chroot_in_the_connect_string() {
         .unwrap();
     let connect = format!("{}{chroot}", zk().connect_string());
     let dir = tempfile::TempDir::with_prefix("metaq-chroot-").unwrap();
-    let mut config =
-        metaq::testkit::test_broker_config(zk(), "/meta", 0, dir.path(), &[(TOPIC, 2)]);
+    let mut config = metaq_testkit::test_broker_config(zk(), "/meta", 0, dir.path(), &[(TOPIC, 2)]);
     config.zk_connect = connect.clone();
-    let b0 = metaq::testkit::TestBroker::start_with(config, dir).await;
+    let b0 = metaq_testkit::TestBroker::start_with(config, dir).await;
     let producer = metaq::Producer::builder(connect).build().await.unwrap();
     producer.publish(TOPIC).await.unwrap();
     producer

@@ -104,7 +104,7 @@ async fn sends_beyond_the_window_go_as_room_comes() {
         .await
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
-    b0.delay_responses(Duration::from_millis(50));
+    b0.faults().delay_responses(Duration::from_millis(50));
 
     let results = producer
         .send_all((0..200).map(|i| Message::new(TOPIC, format!("windowed-{i:03}"))))
@@ -142,14 +142,14 @@ async fn sends_cut_off_mid_batch_are_retried_together() {
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     wait_partitions(&producer, TOPIC, &[parts(0, 1), parts(1, 1)].concat()).await;
-    b0.delay_responses(Duration::from_millis(300));
-    b1.delay_responses(Duration::from_millis(50));
+    b0.faults().delay_responses(Duration::from_millis(300));
+    b1.faults().delay_responses(Duration::from_millis(50));
 
     let payloads: Vec<String> = (0..1_000).map(|i| format!("cut-{i:04}")).collect();
     let batch = producer.send_all(payloads.iter().map(|p| Message::new(TOPIC, p.clone())));
     let cut = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        b0.drop_connections();
+        b0.faults().drop_connections();
     };
     let (results, ()) = tokio::join!(batch, cut);
 
@@ -192,14 +192,14 @@ async fn a_dropped_batch_gives_its_room_back() {
         .await
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
-    b0.delay_responses(Duration::from_millis(500));
+    b0.faults().delay_responses(Duration::from_millis(500));
     {
         let mut batch = Box::pin(
             producer.send_all((0..8).map(|i| Message::new(TOPIC, format!("dropped-{i}")))),
         );
         assert!(futures::poll!(batch.as_mut()).is_pending());
     }
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     let sent = producer
         .send(Message::new(TOPIC, "after"))
         .await

@@ -27,7 +27,7 @@ async fn a_send_keeps_to_its_own_timeout() {
         .await
         .unwrap();
     short.publish(TOPIC).await.unwrap();
-    b0.delay_responses(Duration::from_millis(800));
+    b0.faults().delay_responses(Duration::from_millis(800));
 
     let error = short
         .send(Message::new(TOPIC, "default"))
@@ -62,7 +62,7 @@ async fn a_send_keeps_to_its_own_timeout() {
         .await
         .expect_err("a zero timeout");
     assert!(matches!(error, Error::Config { .. }), "{error:?}");
-    b0.delay_responses(Duration::ZERO);
+    b0.faults().delay_responses(Duration::ZERO);
     long.send(Message::new(TOPIC, "after")).await.unwrap();
     let bodies = bodies(&b0, TOPIC);
     assert_eq!(bodies.len(), before + 1);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, FuturesUnordered, StreamExt};
 use metaq::producer::SlowBrokers;
-use metaq::testkit::TestBroker;
 use metaq::{Message, Producer};
+use metaq_testkit::TestBroker;
 use producer_support::*;
 
 const TOPIC: &str = "slow";
@@ -96,7 +96,7 @@ async fn a_slow_broker_gets_a_trickle_and_its_share_back_when_fast() {
     assert!(direct[0].abs_diff(total / 2) <= total / 100, "{direct:?}");
 
     // Broker 1 answers 200 ms late: it keeps a trickle, no send fails.
-    b1.delay_responses(DELAY);
+    b1.faults().delay_responses(DELAY);
     let slowed = run_for(&producer, "slowed", RUN).await;
     let total: usize = slowed.iter().sum();
     assert!(slowed[1] > 0, "the slow broker got no trickle: {slowed:?}");
@@ -108,7 +108,7 @@ async fn a_slow_broker_gets_a_trickle_and_its_share_back_when_fast() {
 
     // Fast again: it is noticed through its trickle, and round-robin
     // returns (both brokers within 1 % of half).
-    b1.delay_responses(Duration::ZERO);
+    b1.faults().delay_responses(Duration::ZERO);
     eventually(
         Duration::from_secs(20),
         "an even spread after the broker recovered",
@@ -152,7 +152,7 @@ async fn a_recovered_broker_gets_its_turns_from_any_round_robin_position() {
                 .unwrap();
         }
         // One slow answer from broker 1 (a send lands there within four).
-        b1.delay_responses(DELAY);
+        b1.faults().delay_responses(DELAY);
         while producer
             .send(Message::new(TOPIC, "slow"))
             .await
@@ -161,7 +161,7 @@ async fn a_recovered_broker_gets_its_turns_from_any_round_robin_position() {
             .broker_id
             != 1
         {}
-        b1.delay_responses(Duration::ZERO);
+        b1.faults().delay_responses(Duration::ZERO);
 
         // At 1 % of the sends, ten or so fast answers take its latency
         // back under the bar; 3,000 sends leave room for more.
@@ -202,7 +202,7 @@ async fn strict_round_robin_ignores_latency() {
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     wait_partitions(&producer, TOPIC, &[parts(0, 2), parts(1, 2)].concat()).await;
-    b1.delay_responses(DELAY);
+    b1.faults().delay_responses(DELAY);
     let strict = run_for(&producer, "strict", RUN).await;
     assert!(strict[1].abs_diff(strict[0]) <= 1, "{strict:?}");
     producer.close().await;
@@ -222,7 +222,7 @@ async fn keyed_messages_stay_on_a_slow_broker() {
     producer.publish(TOPIC).await.unwrap();
     let all = [parts(0, 2), parts(1, 2)].concat();
     wait_partitions(&producer, TOPIC, &all).await;
-    b1.delay_responses(DELAY);
+    b1.faults().delay_responses(DELAY);
     // Make broker 1 known as slow first.
     burst(&producer, "warm", 2_000).await;
     let keys = keys_for_broker(&all, 1, 20);
@@ -281,7 +281,7 @@ async fn health_shows_connected_slow_and_lost_brokers() {
         );
     }
 
-    b1.delay_responses(DELAY);
+    b1.faults().delay_responses(DELAY);
     let sending = tokio::spawn({
         let producer = producer.clone();
         async move { run_for(&producer, "health", RUN).await }
@@ -293,16 +293,16 @@ async fn health_shows_connected_slow_and_lost_brokers() {
     .await;
     assert!(slow[1].latency > slow[0].latency, "{slow:?}");
     sending.await.unwrap();
-    b1.delay_responses(Duration::ZERO);
+    b1.faults().delay_responses(Duration::ZERO);
 
-    b1.refuse_connections(true);
-    b1.drop_connections();
+    b1.faults().refuse_connections(true);
+    b1.faults().drop_connections();
     let lost = eventually(Duration::from_secs(5), "broker 1 not connected", || async {
         let health = producer.health(TOPIC);
         (!health[1].connected).then_some(health)
     })
     .await;
     assert!(lost[0].connected && !lost[1].slow, "{lost:?}");
-    b1.refuse_connections(false);
+    b1.faults().refuse_connections(false);
     producer.close().await;
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use metaq::producer::{KeyHash, DEDUPE_PREFIX};
 use metaq::protocol::{split_body, StatusCode};
-use metaq::testkit::TestBroker;
 use metaq::{Message, Producer};
+use metaq_testkit::TestBroker;
 use producer_support::*;
 
 const TOPIC: &str = "stats";
@@ -33,7 +33,8 @@ async fn outcomes_are_counted_by_kind() {
         .send(Message::new("no spaces", "refused"))
         .await
         .expect_err("an invalid topic");
-    b0.fail_next_puts(1, StatusCode::INTERNAL_SERVER_ERROR);
+    b0.faults()
+        .fail_next_puts(1, StatusCode::INTERNAL_SERVER_ERROR);
     producer
         .send(Message::new(TOPIC, "rejected").with_key("k"))
         .await
@@ -83,7 +84,7 @@ async fn retries_after_a_maybe_sent_attempt_are_counted_and_carry_the_same_id() 
         .unwrap();
     producer.publish(TOPIC).await.unwrap();
     wait_partitions(&producer, TOPIC, &[parts(0, 1), parts(1, 1)].concat()).await;
-    b0.delay_responses(Duration::from_millis(1_500));
+    b0.faults().delay_responses(Duration::from_millis(1_500));
 
     for i in 0..10 {
         let sent = producer

@@ -76,7 +76,7 @@ fn assert_all_ok(log: &Log) {
 /// after an attempt that may have stored it (at-least-once; under load a
 /// first attempt can time out, as once on a busy CI machine: 4 sends to a
 /// broker that had just joined were stored there and again on the other).
-fn assert_stored(producer: &Producer, log: &Log, brokers: &[(u32, &metaq::testkit::TestBroker)]) {
+fn assert_stored(producer: &Producer, log: &Log, brokers: &[(u32, &metaq_testkit::TestBroker)]) {
     let mut extra = 0;
     for &(id, broker) in brokers {
         let acked = log
@@ -171,7 +171,7 @@ async fn unregistered_broker_gets_nothing_after_its_nodes_are_gone() {
     })
     .await;
 
-    b1.unregister().await.unwrap();
+    b1.faults().unregister().await.unwrap();
     let gone = Instant::now();
     // The producer drops broker 1 promptly.
     wait_partitions(&producer, TOPIC, &parts(0, 3)).await;
@@ -236,7 +236,11 @@ async fn address_change_moves_traffic_to_the_new_address() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let new_addr = b1.move_to("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let new_addr = b1
+        .faults()
+        .move_to("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let moved = Instant::now();
     let new_uri = b1.uri();
     assert_ne!(new_uri, old_uri);

@@ -29,7 +29,7 @@ const SLACK: Duration = Duration::from_secs(10);
 struct Stuck {
     runtime: Runtime,
     producer: Producer,
-    broker: metaq::testkit::TestBroker,
+    broker: metaq_testkit::TestBroker,
     sends: tokio::task::JoinHandle<[usize; 4]>,
 }
 
@@ -44,7 +44,7 @@ async fn stuck_with_sends_in_flight() -> Stuck {
     let producer: Producer = on(&handle, async move { builder.build().await.unwrap() }).await;
     let p = producer.clone();
     on(&handle, async move { p.publish(TOPIC).await.unwrap() }).await;
-    broker.stall(true);
+    broker.faults().stall(true);
 
     let p = producer.clone();
     let sends = handle.spawn(async move {
@@ -97,7 +97,7 @@ async fn close_with_a_hundred_thousand_sends_in_flight_returns_within_the_bound(
     assert_eq!(stuck.producer.stats().in_flight, 0);
     assert_eq!(stuck.producer.stats().failed_maybe_sent, IN_FLIGHT as u64);
 
-    stuck.broker.stall(false);
+    stuck.broker.faults().stall(false);
     no_connection_left(stuck.broker.local_addr(), GONE_WITHIN).await;
     no_task_left(&stuck.runtime, GONE_WITHIN).await;
     drop(stuck.producer);
@@ -118,7 +118,7 @@ async fn dropping_a_producer_with_a_hundred_thousand_sends_in_flight_leaves_noth
     no_task_left(&stuck.runtime, GONE_WITHIN).await;
     let took = started.elapsed();
     eprintln!("nothing left {took:?} after the drop");
-    stuck.broker.stall(false);
+    stuck.broker.faults().stall(false);
     no_connection_left(stuck.broker.local_addr(), GONE_WITHIN).await;
     stuck.runtime.shutdown_background();
 }

@@ -20,14 +20,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
-use metaq::broker::store::{MessageStore, Record, StoreConfig};
 use metaq::discovery::{read_route, ZkPaths, ZkSettings};
 use metaq::protocol::{
     attribute_body, checksum, encode_put, split_body, ClientCodec, LocalTxId, PutHeader,
     PutRequest, Request, Response, ServerCodec, StatusCode, TransactionKind, TransactionRequest,
     TxKey, UnsupportedRequest, XaTxId, DEFAULT_OPAQUE, FLAG_ATTRIBUTE,
 };
-use metaq::testkit::{unique_root, RawClient, TestBroker, ZkServer};
+use metaq_broker::store::{MessageStore, Record, StoreConfig};
+use metaq_testkit::{unique_root, RawClient, TestBroker, ZkServer};
 
 const DOC: &str = include_str!("../docs/protocol.md");
 

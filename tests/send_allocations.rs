@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use metaq::testkit::BrokerProcess;
 use metaq::Message;
+use metaq_testkit::BrokerProcess;
 use producer_support::*;
 
 struct Counting;
@@ -65,7 +65,7 @@ async fn a_send_allocates_nothing() {
     ]
     .map(String::from)
     .to_vec();
-    let mut broker = BrokerProcess::spawn(env!("CARGO_BIN_EXE_metaq-broker"), &args).unwrap();
+    let mut broker = BrokerProcess::spawn(metaq_testkit::broker_binary(), &args).unwrap();
     let producer = producer(&root)
         .send_timeout(Duration::from_secs(10))
         .build()

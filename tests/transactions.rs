@@ -10,13 +10,13 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use metaq::broker::store::{read_records, StoredRecord};
 use metaq::producer::{PartitionSelector, Selection};
 use metaq::protocol::split_body;
-use metaq::testkit::{
+use metaq::{BrokerUri, Error, Message, Partition, Producer, SendResult};
+use metaq_broker::store::{read_records, StoredRecord};
+use metaq_testkit::{
     test_broker_config, unique_root, BrokerProcess, RawClient, TestBroker, ZkServer,
 };
-use metaq::{BrokerUri, Error, Message, Partition, Producer, SendResult};
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -446,7 +446,7 @@ fn broker_args(zk: &ZkServer, root: &str, id: u32, data_dir: &Path) -> Vec<Strin
 
 /// `metaq-broker dump --bodies`: the payloads of every record, in order.
 fn dump_payloads(data_dir: &Path) -> Vec<String> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_metaq-broker"))
+    let output = std::process::Command::new(metaq_testkit::broker_binary())
         .args(["dump", "--bodies", "--data-dir"])
         .arg(data_dir)
         .output()
@@ -477,8 +477,8 @@ async fn killing_the_pinned_broker_fails_the_transaction() {
     let root = unique_root();
     let data_dir = tempfile::tempdir().unwrap();
     let args = broker_args(zk, &root, 0, data_dir.path());
-    let binary = env!("CARGO_BIN_EXE_metaq-broker");
-    let mut process = BrokerProcess::spawn(binary, &args).expect("spawn metaq-broker");
+    let binary = metaq_testkit::broker_binary();
+    let mut process = BrokerProcess::spawn(&binary, &args).expect("spawn metaq-broker");
     let other = TestBroker::start(zk, &root, 1, &[("orders", 2)]).await;
     let producer = builder(&root).selector(Only(0)).build().await.unwrap();
     producer.publish("orders").await.unwrap();
@@ -554,7 +554,7 @@ async fn killing_the_pinned_broker_fails_the_transaction() {
     );
 
     // Restart on the same data directory.
-    let process = BrokerProcess::spawn(binary, &args).expect("restart metaq-broker");
+    let process = BrokerProcess::spawn(&binary, &args).expect("restart metaq-broker");
     let payloads = dump_payloads(data_dir.path());
     let mut expected: Vec<String> = (0..2)
         .flat_map(|i| (0..5).map(move |j| format!("kept{i}-m{j}")))
@@ -763,7 +763,7 @@ async fn the_pinned_broker_leaving_the_snapshot_fails_the_transaction() {
     let pinned = tx.broker().unwrap().clone();
     assert_eq!(pinned, brokers[0].uri());
 
-    brokers[0].unregister().await.unwrap();
+    brokers[0].faults().unregister().await.unwrap();
     eventually(
         "broker 0 leaves the producer's route",
         Duration::from_secs(10),
@@ -902,7 +902,7 @@ async fn a_stalled_put_fails_the_transaction_in_bounded_time() {
     tx.send(Message::new("orders", "answered")).await.unwrap();
     let key = tx.key().to_owned();
     let pinned = tx.broker().unwrap().clone();
-    broker.stall(true);
+    broker.faults().stall(true);
     let started = Instant::now();
     let error = tx
         .send(Message::new("orders", "stalled"))
@@ -912,7 +912,7 @@ async fn a_stalled_put_fails_the_transaction_in_bounded_time() {
     assert!(reason.contains("no answer"), "{reason}");
     expect_failed(tx.commit().await.unwrap_err(), &key, &pinned);
     assert!(started.elapsed() < Duration::from_secs(5), "bounded");
-    broker.stall(false);
+    broker.faults().stall(false);
     producer.close().await;
     let stats_deadline = Instant::now() + Duration::from_secs(5);
     // The stalled ROLLBACK was dropped; closing the connection rolls back.
@@ -1069,7 +1069,7 @@ async fn metaq_produce(
     root: &str,
     extra: &[&str],
 ) -> (std::process::ExitStatus, Vec<serde_json::Value>) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_metaq"))
+    let output = tokio::process::Command::new(metaq_testkit::workspace_binary("metaq"))
         .args(["produce", "--zk", &ZkServer::shared().connect_string()])
         .args(["--root", root, "--topic", "orders", "--json"])
         .args(extra)

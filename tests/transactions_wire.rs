@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use metaq::discovery::{TopicBroker, ZkPaths};
 use metaq::producer::{PartitionSelector, Selection};
 use metaq::protocol::split_body;
-use metaq::testkit::{unique_root, RawClient, TestBroker, ZkServer};
 use metaq::{BrokerUri, Error, Message, Partition, Producer};
+use metaq_testkit::{unique_root, RawClient, TestBroker, ZkServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
@@ -656,7 +656,7 @@ async fn a_reconnected_socket_never_carries_the_transaction() {
     let key = tx.key().to_owned();
     tx.send(Message::new("orders", "before-cut")).await.unwrap();
     let first_socket = setup.proxy.frames_of(&key)[0].0;
-    setup.broker.drop_connections();
+    setup.broker.faults().drop_connections();
     eventually("the producer reconnects", Duration::from_secs(10), || {
         setup.proxy.connection_count() > first_socket + 1
     })
@@ -709,7 +709,7 @@ async fn a_commit_without_answer_is_outcome_unknown() {
     let mut tx = producer.begin_transaction().unwrap();
     let key = tx.key().to_owned();
     tx.send(Message::new("orders", "in-doubt")).await.unwrap();
-    setup.broker.stall(true);
+    setup.broker.faults().stall(true);
     let started = Instant::now();
     let error = tx.commit().await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "bounded wait");
@@ -726,7 +726,7 @@ async fn a_commit_without_answer_is_outcome_unknown() {
         .frames_of(&key)
         .iter()
         .any(|(_, f)| f.line.contains("COMMIT_ONE_PHASE")));
-    setup.broker.stall(false);
+    setup.broker.faults().stall(false);
     producer.close().await;
 }
 /// A send whose future is dropped after its put was written (here: a
@@ -743,7 +743,10 @@ async fn a_cancelled_send_breaks_the_transaction() {
     let mut tx = producer.begin_transaction().unwrap();
     let key = tx.key().to_owned();
     tx.send(Message::new("orders", "confirmed")).await.unwrap();
-    setup.broker.delay_responses(Duration::from_millis(500));
+    setup
+        .broker
+        .faults()
+        .delay_responses(Duration::from_millis(500));
     let cancelled = tokio::time::timeout(
         Duration::from_millis(100),
         tx.send(Message::new("orders", "unseen")),
@@ -754,7 +757,7 @@ async fn a_cancelled_send_breaks_the_transaction() {
         setup.proxy.frames_of(&key).len() == 3
     })
     .await;
-    setup.broker.delay_responses(Duration::ZERO);
+    setup.broker.faults().delay_responses(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     let error = tx.send(Message::new("orders", "after")).await.unwrap_err();
@@ -781,14 +784,17 @@ async fn a_send_cancelled_during_begin_keeps_the_transaction_pinned() {
 
     let mut tx = producer.begin_transaction().unwrap();
     let key = tx.key().to_owned();
-    setup.broker.delay_responses(Duration::from_millis(500));
+    setup
+        .broker
+        .faults()
+        .delay_responses(Duration::from_millis(500));
     let cancelled = tokio::time::timeout(
         Duration::from_millis(100),
         tx.send(Message::new("orders", "first")),
     )
     .await;
     assert!(cancelled.is_err());
-    setup.broker.delay_responses(Duration::ZERO);
+    setup.broker.faults().delay_responses(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(tx.broker(), Some(&proxy_uri), "BEGIN was written: pinned");
 
@@ -823,14 +829,14 @@ async fn an_unanswered_begin_pins_and_breaks_the_transaction() {
     producer.publish("orders").await.unwrap();
     let proxy_uri = setup.proxy.uri();
 
-    setup.broker.stall(true);
+    setup.broker.faults().stall(true);
     let mut tx = producer.begin_transaction().unwrap();
     let key = tx.key().to_owned();
     let error = tx.send(Message::new("orders", "never")).await.unwrap_err();
     let reason = expect_failed(error, &key, &proxy_uri);
     assert!(reason.contains("BEGIN"), "{reason}");
     assert_eq!(tx.broker(), Some(&proxy_uri));
-    setup.broker.stall(false);
+    setup.broker.faults().stall(false);
     let error = tx
         .send(Message::new("orders", "still never"))
         .await

@@ -152,7 +152,7 @@ fn publish(routes: &RouteSender, route: TopicRoute) {
     });
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -161,7 +161,7 @@ mod tests {
     use super::*;
     use crate::discovery::watches::WatchKey;
     use crate::discovery::{ZkPaths, ZkSettings};
-    use crate::testkit::{unique_root, ZkServer};
+    use metaq_testkit::{unique_root, ZkServer};
 
     /// Re-listing without changes arms no new watch; a change re-arms
     /// exactly the watches that fired; a removed broker's watches go.

@@ -64,7 +64,7 @@ impl FakeBroker {
     /// under `root`; its first connection does `misbehaviour` once it has
     /// read `batch` puts after the first.
     pub async fn start(
-        zk: &metaq::testkit::ZkServer,
+        zk: &metaq_testkit::ZkServer,
         root: &str,
         id: u32,
         topic: &str,
@@ -304,7 +304,7 @@ fn reset(read: OwnedReadHalf, write: OwnedWriteHalf) {
 /// Writes the nodes a master broker of `topic` (one partition) writes, from
 /// a ZooKeeper session of its own.
 async fn register(
-    zk: &metaq::testkit::ZkServer,
+    zk: &metaq_testkit::ZkServer,
     root: &str,
     id: u32,
     topic: &str,

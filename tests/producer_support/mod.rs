@@ -11,13 +11,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metaq::broker::FlushPolicy;
-use metaq::testkit::{test_broker_config, RawClient, TestBroker, ZkServer};
 use metaq::{Partition, ProducerBuilder};
+use metaq_broker::FlushPolicy;
+use metaq_testkit::{test_broker_config, RawClient, TestBroker, ZkServer};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-pub use metaq::testkit::unique_root;
+pub use metaq_testkit::unique_root;
 
 /// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=metaq=debug`).
 pub fn init_tracing() {
@@ -52,7 +52,7 @@ pub async fn broker_with(
     root: &str,
     id: u32,
     topics: &[(&str, u32)],
-    adjust: impl FnOnce(metaq::broker::BrokerConfig) -> metaq::broker::BrokerConfig,
+    adjust: impl FnOnce(metaq_broker::BrokerConfig) -> metaq_broker::BrokerConfig,
 ) -> TestBroker {
     let dir = TempDir::with_prefix("metaq-producer-test-").expect("temp dir");
     let config = test_broker_config(zk, root, id, dir.path(), topics).with_flush(FlushPolicy::Os);

@@ -1,0 +1,175 @@
+//! One client connection: decode requests, answer each by opaque, possibly
+//! out of order, and pipeline as many as the client sends.
+//!
+//! The loop reads frames and starts each request at once (so appends reach
+//! the store in the order the client sent them), keeps the answers in flight
+//! in a `FuturesUnordered`, and writes every answer that is ready in one
+//! `write_all`. A malformed frame stops reading; answers to requests already
+//! decoded are still written before the socket closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::handler::Reply;
+use super::put_batch::{one, Answers, PutBatch};
+use super::shared::{Shared, Stats};
+use super::transactions::TxSession;
+use metaq::protocol::{DecodeLimits, Request, Response, ServerCodec, DEFAULT_MAX_LINE};
+
+/// Requests read ahead of their answers before reading pauses.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// How a connection is told to stop.
+pub(crate) struct Stop {
+    /// Close at once (fault injection, broker dropped).
+    pub(crate) kill: CancellationToken,
+    /// Stop reading, answer what was read, then close (graceful shutdown).
+    pub(crate) drain: CancellationToken,
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, stop: Stop) {
+    let span = info_span!("connection", broker = shared.config.id, %peer);
+    Stats::bump(&shared.stats.connections);
+    run(Arc::clone(&shared), stream, stop)
+        .instrument(span)
+        .await;
+    shared
+        .stats
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn run(shared: Arc<Shared>, stream: TcpStream, stop: Stop) {
+    let (read_half, mut write_half) = stream.into_split();
+    let limits = DecodeLimits {
+        max_line: DEFAULT_MAX_LINE,
+        max_body: shared.config.max_message_size,
+    };
+    let mut frames = FramedRead::new(read_half, ServerCodec::new(limits));
+    let mut in_flight: FuturesUnordered<Answers> = FuturesUnordered::new();
+    let mut puts = PutBatch::default();
+    let mut txs = TxSession::new(Arc::clone(&shared));
+    let mut out = BytesMut::new();
+    let mut reading = true;
+
+    while reading || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            _ = stop.kill.cancelled() => break,
+            _ = stop.drain.cancelled(), if reading => reading = false,
+            Some(responses) = in_flight.next() => {
+                responses.iter().for_each(|r| write(&mut out, r));
+                // Coalesce every other answer that is already done.
+                while let Some(Some(responses)) = in_flight.next().now_or_never() {
+                    responses.iter().for_each(|r| write(&mut out, r));
+                }
+                // A client that stops reading must not keep this task (and
+                // the broker it holds) alive past a kill.
+                tokio::select! {
+                    written = write_half.write_all(&out) => if let Err(e) = written {
+                        debug!(error = %e, "write failed; closing");
+                        break;
+                    },
+                    _ = stop.kill.cancelled() => break,
+                }
+                out.clear();
+            }
+            expired = txs.next_expired() => txs.expire(expired),
+            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => {
+                // Take every request already buffered: plain puts are
+                // appended together, anything else in its turn.
+                let mut frame = frame;
+                loop {
+                    match frame {
+                        None => reading = false,
+                        Some(Err(e)) => {
+                            warn!(error = %e, "bad frame; closing the connection");
+                            reading = false;
+                        }
+                        Some(Ok(Request::Quit)) => reading = false,
+                        Some(Ok(_)) if shared.faults.stalled() => {}
+                        Some(Ok(Request::Put(put))) if put.tx_key.is_none() => {
+                            puts.add(&shared, put);
+                        }
+                        Some(Ok(request)) => {
+                            // Puts read before it are queued before it.
+                            submit(&shared, &mut puts, &mut in_flight);
+                            if let Some(reply) = dispatch(&shared, &mut txs, request) {
+                                in_flight.push(delayed(&shared, one(reply)));
+                            }
+                        }
+                    }
+                    if !reading || in_flight.len() + puts.len() >= MAX_IN_FLIGHT {
+                        break;
+                    }
+                    match frames.next().now_or_never() {
+                        Some(next) => frame = next,
+                        None => break,
+                    }
+                }
+                submit(&shared, &mut puts, &mut in_flight);
+            }
+        }
+    }
+    txs.rollback_all();
+}
+
+fn dispatch(shared: &Arc<Shared>, txs: &mut TxSession, request: Request) -> Option<Reply> {
+    Some(match request {
+        Request::Put(put) if put.tx_key.is_some() => txs.put(put),
+        Request::Put(put) => shared.put(put),
+        Request::PutTooLarge {
+            topic,
+            partition,
+            len,
+            opaque,
+        } => shared.put_too_large(&topic, partition, len, opaque),
+        Request::Transaction(request) => return txs.command(request),
+        Request::Version { opaque } => shared.version(opaque),
+        Request::Stats { opaque, .. } => shared.stats(opaque),
+        Request::Unsupported(u) => shared.unsupported(u.command, u.opaque),
+        // Quit is handled by the loop; nothing else exists today.
+        _ => return None,
+    })
+}
+
+/// Queues the appends of the plain puts read so far.
+fn submit(shared: &Arc<Shared>, puts: &mut PutBatch, in_flight: &mut FuturesUnordered<Answers>) {
+    if puts.len() == 0 {
+        return;
+    }
+    for answers in puts.submit(shared) {
+        in_flight.push(delayed(shared, answers));
+    }
+}
+
+/// Applies the injected response delay, if any. The append was already
+/// queued by the handler; only the answer waits.
+fn delayed(shared: &Shared, answers: Answers) -> Answers {
+    let delay = shared.faults.response_delay();
+    if delay.is_zero() {
+        return answers;
+    }
+    async move {
+        let responses = answers.await;
+        tokio::time::sleep(delay).await;
+        responses
+    }
+    .boxed()
+}
+
+fn write(out: &mut BytesMut, response: &Response) {
+    // A response built by the broker always encodes (its body is far below 2 GiB).
+    if let Err(e) = response.encode(out) {
+        warn!(error = %e, "could not encode a response");
+    }
+}

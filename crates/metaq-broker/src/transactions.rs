@@ -1,0 +1,326 @@
+//! Local transactions of one connection (docs/protocol.md §4.2, 4.5, 4.6).
+//!
+//! MetaQ keeps local transactions in a per-connection session, so they live
+//! here, in the connection task, with no locks. Puts inside a transaction get
+//! their message id at once and are held in memory; COMMIT appends each
+//! partition's messages as one contiguous block; ROLLBACK, a timeout, or the
+//! connection closing discards them (the Java broker forgets the last
+//! case and keeps them until they time out).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::FutureExt;
+use tokio_util::time::{delay_queue, DelayQueue};
+use tracing::{info, warn};
+
+use super::handler::{error, ready, Reply};
+use super::shared::{Shared, Stats};
+use super::store::Record;
+use metaq::protocol::{
+    checksum, LocalTxId, PutRequest, Response, StatusCode, TransactionKind, TransactionRequest,
+    TxKey,
+};
+
+struct OpenTx {
+    /// (topic, partition, record) in put order.
+    puts: Vec<(String, u32, Record)>,
+    /// Body bytes held in `puts`.
+    bytes: usize,
+    timer: Option<delay_queue::Key>,
+}
+
+/// Open transactions one connection may hold: transactional puts are
+/// answered at once, so without these bounds a client could make the broker
+/// hold any amount of memory.
+const MAX_OPEN_TRANSACTIONS: usize = 10_000;
+/// Body bytes one connection's open transactions may hold, in messages of
+/// the maximum size.
+const MAX_HELD_MESSAGES: usize = 64;
+
+/// Open local transactions of one connection.
+pub(crate) struct TxSession {
+    shared: Arc<Shared>,
+    open: HashMap<LocalTxId, OpenTx>,
+    /// Body bytes held by every open transaction.
+    held: usize,
+    timers: DelayQueue<LocalTxId>,
+}
+
+fn not_started(key: &TxKey) -> String {
+    format!("Local transaction '{key}' has not been started.")
+}
+
+fn xa_unsupported(opaque: i32) -> Reply {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        opaque,
+        "XAException:code=-3,msg=XA transactions are not supported by the metaq development broker",
+    )
+}
+
+impl TxSession {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            open: HashMap::new(),
+            held: 0,
+            timers: DelayQueue::new(),
+        }
+    }
+
+    /// Answers a `transaction` command; `None` for END, which is never answered.
+    pub(crate) fn command(&mut self, request: TransactionRequest) -> Option<Reply> {
+        let opaque = request.opaque;
+        if request.kind == TransactionKind::End {
+            return None;
+        }
+        let local = match &request.key {
+            TxKey::Local(local) => local.clone(),
+            TxKey::Null if request.kind == TransactionKind::Recover => {
+                // Nothing is ever prepared here.
+                return Some(ready(Response::text(StatusCode::SUCCESS, opaque, "")));
+            }
+            _ => return Some(xa_unsupported(opaque)),
+        };
+        Some(match request.kind {
+            TransactionKind::Begin => self.begin(local, request.timeout_secs, opaque),
+            TransactionKind::CommitOnePhase | TransactionKind::CommitTwoPhase => {
+                self.commit(&request.key, local, opaque)
+            }
+            TransactionKind::Rollback => match self.discard(&local) {
+                true => {
+                    Stats::bump(&self.shared.stats.tx_rollback);
+                    ready(Response::text(StatusCode::SUCCESS, opaque, ""))
+                }
+                false => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    opaque,
+                    not_started(&request.key),
+                ),
+            },
+            TransactionKind::Prepare => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                opaque,
+                "XAException:code=-3,msg=Prepare not implemented on Local Transactions.",
+            ),
+            _ => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                opaque,
+                format!(
+                    "XAException:code=-4,msg=Transaction '{}' is not an XA transaction.",
+                    request.key
+                ),
+            ),
+        })
+    }
+
+    fn begin(&mut self, local: LocalTxId, timeout_secs: Option<i32>, opaque: i32) -> Reply {
+        if !self.open.contains_key(&local) {
+            if self.open.len() >= MAX_OPEN_TRANSACTIONS {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    opaque,
+                    format!(
+                        "Too many open transactions on this connection (limit {MAX_OPEN_TRANSACTIONS})."
+                    ),
+                );
+            }
+            Stats::bump(&self.shared.stats.tx_begin);
+            // Only the first BEGIN arms the timer; the broker caps it.
+            let timer = timeout_secs.filter(|t| *t > 0).map(|t| {
+                let timeout = Duration::from_secs(t as u64).min(self.shared.config.max_tx_timeout);
+                self.timers.insert(local.clone(), timeout)
+            });
+            self.open.insert(
+                local,
+                OpenTx {
+                    puts: Vec::new(),
+                    bytes: 0,
+                    timer,
+                },
+            );
+        }
+        ready(Response::text(StatusCode::SUCCESS, opaque, ""))
+    }
+
+    /// A put carrying a transaction key.
+    pub(crate) fn put(&mut self, put: PutRequest) -> Reply {
+        let shared = &self.shared;
+        Stats::bump(&shared.stats.cmd_put);
+        let opaque = put.opaque;
+        let key = put
+            .tx_key
+            .clone()
+            .expect("only transactional puts come here");
+        let TxKey::Local(local) = &key else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                opaque,
+                format!("XA transaction '{key}' has not been started."),
+            );
+        };
+        let Some(tx) = self.open.get_mut(local) else {
+            Stats::bump(&shared.stats.put_failed);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, not_started(&key));
+        };
+        if put.partition == -1 {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                opaque,
+                "Invalid partition for transaction command:-1",
+            );
+        }
+        let target = match shared.check_put(&put.topic, put.partition, put.body.len(), false) {
+            Ok(target) => target,
+            Err(detail) => {
+                Stats::bump(&shared.stats.put_failed);
+                let text = shared.put_failure(&put.topic, put.partition, &detail);
+                return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
+            }
+        };
+        // The Java broker skips this check for transactional puts; a
+        // development broker should catch a client that sends a bad CRC.
+        if let Some(expected) = put.checksum.filter(|c| *c != -1) {
+            if expected != checksum(&put.body) {
+                Stats::bump(&shared.stats.put_failed);
+                let text = shared.put_failure(
+                    &put.topic,
+                    put.partition,
+                    "Checksum failure,message may be corrupted when transfering on networking.",
+                );
+                return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
+            }
+        }
+        let limit = MAX_HELD_MESSAGES * shared.config.max_message_size;
+        if self.held + put.body.len() > limit {
+            Stats::bump(&shared.stats.put_failed);
+            let detail = format!(
+                "the open transactions of this connection would hold over {limit} bytes; commit or roll back first"
+            );
+            let text = shared.put_failure(&put.topic, put.partition, &detail);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
+        }
+        self.held += put.body.len();
+        tx.bytes += put.body.len();
+        let id = shared.ids.next_id();
+        tx.puts.push((
+            put.topic,
+            target.partition,
+            Record {
+                id,
+                flag: put.flag,
+                body: put.body,
+            },
+        ));
+        ready(Response::text(
+            StatusCode::SUCCESS,
+            opaque,
+            format!("{id} {} -1", target.partition),
+        ))
+    }
+
+    fn commit(&mut self, key: &TxKey, local: LocalTxId, opaque: i32) -> Reply {
+        let Some(tx) = self.remove(&local) else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, not_started(key));
+        };
+        if let Some(timer) = tx.timer {
+            self.timers.remove(&timer);
+        }
+        // One contiguous block per partition, in put order.
+        let mut batches: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
+        for (topic, partition, record) in tx.puts {
+            batches.entry((topic, partition)).or_default().push(record);
+        }
+        let shared = Arc::clone(&self.shared);
+        let key = key.to_string();
+        // Queue every batch now; answer once all are stored.
+        let appends: Vec<_> = batches
+            .into_iter()
+            .map(|((topic, partition), records)| {
+                let n = records.len() as u64;
+                let appended = shared.store.append(&topic, partition, records);
+                (format!("{topic}-{partition}"), n, appended)
+            })
+            .collect();
+        async move {
+            let mut failures = Vec::new();
+            let mut appended = 0;
+            for (name, n, append) in appends {
+                match append.await {
+                    Ok(_) => appended += n,
+                    Err(e) => failures.push(format!("{name}: {e}")),
+                }
+            }
+            Stats::add(&shared.stats.total_messages, appended);
+            if failures.is_empty() {
+                Stats::bump(&shared.stats.tx_commit);
+                Response::text(StatusCode::SUCCESS, opaque, "")
+            } else {
+                warn!(%key, ?failures, "commit could not append every partition");
+                Response::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    opaque,
+                    format!(
+                        "Commit of transaction '{key}' failed: {}",
+                        failures.join("; ")
+                    ),
+                )
+            }
+        }
+        .boxed()
+    }
+
+    /// Takes an open transaction out, releasing what it held.
+    fn remove(&mut self, local: &LocalTxId) -> Option<OpenTx> {
+        let tx = self.open.remove(local)?;
+        self.held -= tx.bytes;
+        Some(tx)
+    }
+
+    /// Forgets a transaction; false if it was not open.
+    fn discard(&mut self, local: &LocalTxId) -> bool {
+        match self.remove(local) {
+            Some(tx) => {
+                if let Some(timer) = tx.timer {
+                    self.timers.remove(&timer);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next transaction whose timeout passed; pending forever if none is armed.
+    pub(crate) async fn next_expired(&mut self) -> LocalTxId {
+        loop {
+            if let Some(expired) = poll_fn(|cx| self.timers.poll_expired(cx)).await {
+                return expired.into_inner();
+            }
+            // Empty queue: nothing can expire until the next BEGIN, which
+            // comes through the connection loop, cancelling this wait.
+            futures::future::pending::<()>().await;
+        }
+    }
+
+    pub(crate) fn expire(&mut self, local: LocalTxId) {
+        if let Some(tx) = self.remove(&local) {
+            Stats::bump(&self.shared.stats.tx_rollback);
+            info!(session = %local.session_id, counter = local.counter, messages = tx.puts.len(), "transaction timed out; rolled back");
+        }
+    }
+
+    /// Rolls back everything still open (the connection is closing).
+    pub(crate) fn rollback_all(&mut self) {
+        let open = self.open.len();
+        if open > 0 {
+            Stats::add(&self.shared.stats.tx_rollback, open as u64);
+            info!(open, "connection closed; open transactions rolled back");
+        }
+        self.open.clear();
+        self.held = 0;
+        self.timers.clear();
+    }
+}
