@@ -1,6 +1,6 @@
 //! Local transactions, end to end, on a cluster this example starts itself
 //! (a real ZooKeeper from the Debian `zookeeper` package and two development
-//! brokers, through `metaq::testkit`):
+//! brokers, through `metaq_testkit`):
 //!
 //! 1. a committed transaction: its messages appear together;
 //! 2. a rolled-back one: nothing appears;

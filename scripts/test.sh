@@ -24,6 +24,8 @@ echo "==> cargo test"
 # builds every binary before any test runs (the client's fault tests start
 # metaq-broker processes).
 cargo test --workspace --all-features
+echo "==> cargo doc (warnings are errors; the README is the client's front page)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "==> docker-compose config"
 docker-compose -f docker-compose.yml config -q
 if [ -x scripts/fuzz-build.sh ]; then

@@ -38,10 +38,10 @@ pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 #[derive(Args)]
 pub(crate) struct ClusterArgs {
     /// ZooKeeper connect string, `host:port[,host:port...][/chroot]`.
-    #[arg(long)]
+    #[arg(long, env = "METAQ_ZK")]
     pub(crate) zk: String,
     /// MetaQ root in ZooKeeper.
-    #[arg(long, default_value = "/meta")]
+    #[arg(long, env = "METAQ_ROOT", default_value = "/meta")]
     pub(crate) root: String,
 }
 

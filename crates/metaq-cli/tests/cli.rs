@@ -227,6 +227,33 @@ async fn produce_reports_failures_and_exits_non_zero() {
     assert_eq!(stats["in_flight"], 0, "{stats}");
 }
 
+/// Without `--zk` and `--root`, the cluster comes from `METAQ_ZK` and
+/// `METAQ_ROOT`; with neither, `--zk` is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_can_come_from_the_environment() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let zk = zk().connect_string();
+    let mut command = metaq(&["routes", "--topic", TOPIC, "--json"]);
+    command.env("METAQ_ZK", &zk).env("METAQ_ROOT", &root);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["brokers"]["0"], b0.uri().to_string());
+
+    // A flag wins over the environment.
+    let mut command = metaq(&["routes", "--topic", TOPIC, "--json", "--root", &root]);
+    command.env("METAQ_ZK", &zk).env("METAQ_ROOT", "/elsewhere");
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let output = run(metaq(&["routes", "--topic", TOPIC])).await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--zk"), "{stderr}");
+}
+
 /// `routes --json` prints the brokers and partitions; the text form names
 /// each broker with its partitions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,9 @@ pub fn metaq(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_metaq"));
     command
         .args(args)
+        // Only tests that say so take the cluster from the environment.
+        .env_remove("METAQ_ZK")
+        .env_remove("METAQ_ROOT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
