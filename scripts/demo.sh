@@ -38,7 +38,7 @@ done
 echo "==> registration under /meta"
 target/release/examples/show_registration "127.0.0.1:$zk_port" /meta
 echo "==> producing through the cluster (examples/quickstart.rs)"
-target/release/examples/quickstart "127.0.0.1:$zk_port" /meta demo
+METAQ_ZK="127.0.0.1:$zk_port" METAQ_ROOT=/meta METAQ_TOPIC=demo target/release/examples/quickstart
 echo "==> the routes of topic demo, as metaq sees them"
 target/release/metaq routes --zk "127.0.0.1:$zk_port" --topic demo
 echo "==> 1000 more with the CLI"
