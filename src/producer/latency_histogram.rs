@@ -114,9 +114,12 @@ impl Default for LatencyHistogram {
 impl LatencyHistogram {
     /// Counts one latency.
     pub(crate) fn record(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        // In 64 bits (584 years of nanoseconds): `as_nanos` is 128-bit.
+        let nanos = latency
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(latency.subsec_nanos()));
+        self.buckets[bucket_of(nanos / 1_000)].fetch_add(1, Ordering::Relaxed);
         // A new maximum is rare: read first, and only then pay for the
         // read-modify-write.
         if nanos > self.max_nanos.load(Ordering::Relaxed) {
