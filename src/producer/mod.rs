@@ -20,6 +20,20 @@
 //! be stored twice. Set `retries(0)` for at most once. Keyed messages are
 //! never moved to another partition.
 //!
+//! # Observability
+//!
+//! [`Producer::stats`] counts what sends came to, with the latency of the
+//! successful ones (count, p50, p99, max) and per-broker figures;
+//! [`Producer::route_events`] tells every change of a topic's route; and
+//! with the `metrics` feature (off by default) sends are reported through
+//! the [`metrics`](https://docs.rs/metrics) facade, labelled with `topic`
+//! and `broker` (its address): counters `metaq_sent_total`,
+//! `metaq_failed_total` (plus `delivery`: `not_sent`, `maybe_sent`,
+//! `rejected`, `other`; `broker="none"` when no broker was reached) and
+//! `metaq_retries_total` (the broker whose attempt failed), the histogram
+//! `metaq_send_latency_seconds` and the gauge `metaq_in_flight` (attempts
+//! awaiting an answer).
+//!
 //! # Where this differs from the Java client
 //!
 //! * Discovery diffs broker sets instead of closing and reopening every

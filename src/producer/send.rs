@@ -269,10 +269,9 @@ impl ProducerInner {
                 })?;
         // The route's handles carry its topic's label: a send borrowing the
         // default topic's route (rare) looks up its own.
-        let metrics = route
-            .metrics
-            .get(partition.broker_id)
-            .filter(|_| own_route)
+        let metrics = own_route
+            .then(|| route.metrics.get(partition.broker_id))
+            .flatten()
             .unwrap_or_else(|| send_metrics::Handles::lookup(message.topic(), connection.uri()));
         Ok(Target {
             partition,
