@@ -65,9 +65,10 @@ mod enabled {
         }
 
         /// An attempt is queued: in flight until the returned guard drops.
-        pub(crate) fn attempt(&self) -> Attempt {
+        /// Takes the handles, so a send clones their `Arc` once.
+        pub(crate) fn attempt(self) -> Attempt {
             self.0.in_flight.increment(1.0);
-            Attempt(self.clone())
+            Attempt(self)
         }
     }
 
@@ -177,7 +178,7 @@ mod disabled {
             Handles
         }
 
-        pub(crate) fn attempt(&self) -> Attempt {
+        pub(crate) fn attempt(self) -> Attempt {
             Attempt
         }
     }
