@@ -23,6 +23,7 @@ use super::load::Load;
 use super::request::{NotQueued, PendingReply};
 use super::session::{run_session, SessionEnd};
 use super::settings::ConnectionSettings;
+use super::tally::Tally;
 use crate::backoff::Backoff;
 use crate::cluster::BrokerUri;
 use crate::protocol::ProtocolError;
@@ -39,6 +40,9 @@ struct Shared {
     state: watch::Sender<Option<bool>>,
     requests: Arc<Requests>,
     close: CancellationToken,
+    /// What sends came to here, counted by the producer: reached through
+    /// the connection a send already holds, so counting costs no lookup.
+    tally: Arc<Tally>,
 }
 
 /// Closes the connection when the last handle is dropped.
@@ -68,8 +72,9 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Starts the task that connects to `uri` and keeps reconnecting until
-    /// [`close`](Self::close) is called or every handle is dropped.
-    pub(crate) fn open(uri: BrokerUri, settings: ConnectionSettings) -> Self {
+    /// [`close`](Self::close) is called or every handle is dropped. Sends'
+    /// outcomes here are counted in `tally`.
+    pub(crate) fn open(uri: BrokerUri, settings: ConnectionSettings, tally: Arc<Tally>) -> Self {
         let (state, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             uri: uri.clone(),
@@ -79,6 +84,7 @@ impl Connection {
             state,
             requests: Arc::new(Requests::new(settings.max_in_flight)),
             close: CancellationToken::new(),
+            tally,
         });
         let span = info_span!("connection", broker = %uri);
         tokio::spawn(supervise(Arc::clone(&shared), settings).instrument(span));
@@ -91,6 +97,11 @@ impl Connection {
 
     pub(crate) fn uri(&self) -> &BrokerUri {
         &self.shared.uri
+    }
+
+    /// What sends came to on this broker address.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.shared.tally
     }
 
     /// Whether the socket is up right now.

@@ -99,7 +99,8 @@ struct Slot {
 enum State {
     Vacant,
     Waiting(Option<Waker>),
-    Done(Result<Response, RequestError>),
+    /// Resolved; with the time the session read the answer, if one came.
+    Done(Result<Response, RequestError>, Option<Instant>),
 }
 
 impl Table {
@@ -267,14 +268,18 @@ impl Requests {
         self.table().waiting()
     }
 
+    /// The request's outcome, with the time its answer was read (the
+    /// batch's clock reading: a caller timing its request needs no clock
+    /// read of its own).
     pub(super) fn poll_answer(
         &self,
         ticket: Ticket,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Response, RequestError>> {
+    ) -> Poll<(Result<Response, RequestError>, Option<Instant>)> {
         let mut table = self.table();
         let Some(slot) = table.slot(ticket) else {
-            return Poll::Ready(Err(RequestError::Lost("the request was forgotten".into())));
+            let forgotten = RequestError::Lost("the request was forgotten".into());
+            return Poll::Ready((Err(forgotten), None));
         };
         match &mut slot.state {
             State::Waiting(waker) => {
@@ -288,12 +293,14 @@ impl Requests {
                 drop(old);
                 Poll::Pending
             }
-            State::Done(_) => {
-                let State::Done(outcome) = std::mem::replace(&mut slot.state, State::Vacant) else {
+            State::Done(..) => {
+                let State::Done(outcome, answered_at) =
+                    std::mem::replace(&mut slot.state, State::Vacant)
+                else {
                     unreachable!("matched Done above")
                 };
                 table.free.push(ticket.slot);
-                Poll::Ready(outcome)
+                Poll::Ready((outcome, answered_at))
             }
             State::Vacant => unreachable!("Table::slot skips vacant slots"),
         }
@@ -326,20 +333,22 @@ impl Requests {
         }
     }
 
-    /// Resolves a waiting slot (already out of `waiting_by_opaque`);
-    /// returns its waker, to wake outside the lock.
+    /// Resolves a waiting slot (already out of `waiting_by_opaque`), with
+    /// the time its answer was read if one was; returns its waker, to wake
+    /// outside the lock.
     fn resolve(
         &self,
         table: &mut Table,
         index: u32,
         outcome: Result<Response, RequestError>,
+        answered_at: Option<Instant>,
     ) -> Option<Waker> {
         let slot = &mut table.slots[index as usize];
         let State::Waiting(waker) = &mut slot.state else {
             return None;
         };
         let waker = waker.take();
-        slot.state = State::Done(outcome);
+        slot.state = State::Done(outcome, answered_at);
         self.room_given_back(table);
         waker
     }
@@ -365,7 +374,7 @@ impl Requests {
                         let latency =
                             now.saturating_duration_since(table.slots[index as usize].queued);
                         table.latency.add(latency);
-                        wakers.extend(self.resolve(&mut table, index, Ok(response)));
+                        wakers.extend(self.resolve(&mut table, index, Ok(response), Some(now)));
                     }
                     None if table.abandoned.remove(opaque) => {
                         tracing::debug!(opaque, "late answer for a request given up");
@@ -414,7 +423,7 @@ impl Requests {
                 } else {
                     RequestError::NotWritten(cause.to_owned())
                 };
-                wakers.extend(self.resolve(&mut table, index, Err(error)));
+                wakers.extend(self.resolve(&mut table, index, Err(error), None));
             }
             table.deadlines.clear();
             table.timer_at = None;
@@ -459,7 +468,7 @@ impl Requests {
                     table.waiting_by_opaque.remove(&ticket.opaque);
                     table.abandoned.insert(ticket.opaque);
                     let outcome = Err(RequestError::TimedOut);
-                    wakers.extend(self.resolve(&mut table, ticket.slot, outcome));
+                    wakers.extend(self.resolve(&mut table, ticket.slot, outcome, None));
                 }
             }
             self.publish_load(&mut table);

@@ -14,6 +14,7 @@ mod pool;
 mod request;
 mod session;
 mod settings;
+mod tally;
 
 pub(crate) use connection::Connection;
 pub(crate) use load::Load;
@@ -21,3 +22,4 @@ pub(crate) use opaque::next_opaque;
 pub(crate) use pool::ConnectionPool;
 pub(crate) use request::{NotQueued, PendingReply, RequestError};
 pub(crate) use settings::ConnectionSettings;
+pub(crate) use tally::Tally;

@@ -11,6 +11,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tokio::time::Instant;
+
 use super::inflight::{Requests, Ticket};
 use crate::protocol::{ProtocolError, Response};
 
@@ -60,7 +62,8 @@ enum Pending {
     },
     /// Resolved without reaching the table (e.g. the connection was down).
     Ready(Result<Response, RequestError>),
-    Finished,
+    /// Resolved, and when its answer was read, if one came.
+    Finished(Option<Instant>),
 }
 
 impl PendingReply {
@@ -76,6 +79,16 @@ impl PendingReply {
             state: Pending::Ready(Err(error)),
         }
     }
+
+    /// When the answer was read from the socket, once resolved with one
+    /// (the session's reading for the whole batch of answers, so timing a
+    /// send costs no clock read).
+    pub(crate) fn answered_at(&self) -> Option<Instant> {
+        match self.state {
+            Pending::Finished(answered_at) => answered_at,
+            _ => None,
+        }
+    }
 }
 
 impl Future for PendingReply {
@@ -85,17 +98,17 @@ impl Future for PendingReply {
         let this = self.get_mut();
         match &this.state {
             Pending::Queued { requests, ticket } => {
-                let outcome = requests.poll_answer(*ticket, cx);
-                if outcome.is_ready() {
-                    this.state = Pending::Finished;
-                }
-                outcome
+                let (outcome, answered_at) = std::task::ready!(requests.poll_answer(*ticket, cx));
+                this.state = Pending::Finished(answered_at);
+                Poll::Ready(outcome)
             }
-            Pending::Ready(_) => match std::mem::replace(&mut this.state, Pending::Finished) {
-                Pending::Ready(outcome) => Poll::Ready(outcome),
-                _ => unreachable!("matched Ready above"),
-            },
-            Pending::Finished => panic!("PendingReply polled after it resolved"),
+            Pending::Ready(_) => {
+                match std::mem::replace(&mut this.state, Pending::Finished(None)) {
+                    Pending::Ready(outcome) => Poll::Ready(outcome),
+                    _ => unreachable!("matched Ready above"),
+                }
+            }
+            Pending::Finished(_) => panic!("PendingReply polled after it resolved"),
         }
     }
 }

@@ -20,6 +20,20 @@
 //! be stored twice. Set `retries(0)` for at most once. Keyed messages are
 //! never moved to another partition.
 //!
+//! # Observability
+//!
+//! [`Producer::stats`] counts what sends came to, with the latency of the
+//! successful ones (count, p50, p99, max) and per-broker figures;
+//! [`Producer::route_events`] tells every change of a topic's route; and
+//! with the `metrics` feature (off by default) sends are reported through
+//! the [`metrics`](https://docs.rs/metrics) facade, labelled with `topic`
+//! and `broker` (its address): counters `metaq_sent_total`,
+//! `metaq_failed_total` (plus `delivery`: `not_sent`, `maybe_sent`,
+//! `rejected`, `other`; `broker="none"` when no broker was reached) and
+//! `metaq_retries_total` (the broker whose attempt failed), the histogram
+//! `metaq_send_latency_seconds` and the gauge `metaq_in_flight` (attempts
+//! awaiting an answer).
+//!
 //! # Where this differs from the Java client
 //!
 //! * Discovery diffs broker sets instead of closing and reopening every
@@ -29,12 +43,16 @@
 //! * Sends are retried on another broker (Java makes exactly one attempt).
 //! * Session ids never contain `:` (IPv6 hosts break the Java `TX:` key).
 
+mod broker_stats;
 mod builder;
 mod health;
 mod in_flight;
+mod latency_histogram;
+mod route_events;
 mod selector;
 mod send;
 mod send_all;
+mod send_metrics;
 mod session_id;
 mod slow_brokers;
 mod stats;
@@ -48,11 +66,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::debug_span;
 
+pub use broker_stats::BrokerStats;
 pub use builder::ProducerBuilder;
 pub use health::BrokerHealth;
+pub use latency_histogram::LatencySummary;
+pub use route_events::RouteEvent;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
 pub use send_all::SendAll;
 pub use slow_brokers::{SlowBrokers, MIN_SHARE};
@@ -122,6 +144,8 @@ pub(crate) struct ProducerInner {
     pub(crate) counters: stats::Counters,
     /// Last dedupe id handed out (see `ProducerBuilder::dedupe_ids`).
     dedupe_ids: std::sync::atomic::AtomicU64,
+    /// Route changes of every topic, for `route_events`.
+    route_events: broadcast::Sender<RouteEvent>,
 }
 
 impl Drop for ProducerInner {
@@ -173,8 +197,10 @@ impl Producer {
                 stop: CancellationToken::new(),
                 session_id: session_id::new_session_id(),
                 transactions: std::sync::atomic::AtomicU32::new(0),
+                route_events: broadcast::channel(route_events::CAPACITY).0,
             }),
         };
+        send_metrics::describe();
         if let Some(topic) = producer.inner.config.default_topic.clone() {
             let wait = producer.inner.config.publish_timeout;
             producer.inner.ensure_topic(&topic, wait).await?;
@@ -340,7 +366,7 @@ impl Producer {
             });
         let state = match early {
             Err(e) => {
-                self.inner.counters.failed(&e);
+                self.inner.counters.failed(message.topic(), &e);
                 send::SendState::Refused(Some(e))
             }
             Ok(()) => {
@@ -421,7 +447,12 @@ impl Producer {
 
     /// What this producer's sends came to so far: successes, failures by
     /// kind, retries, the retries that may have stored a message twice,
-    /// and the sends in flight. Cheap (a few atomic reads).
+    /// the sends in flight, the latency of the sends that succeeded, each
+    /// broker's figures and how often routes changed.
+    ///
+    /// Meant for a dashboard's scrape or a log line every few seconds, not
+    /// for every send: it reads a few hundred atomics and looks at every
+    /// topic's route (no lock a send takes).
     ///
     /// # Examples
     ///
@@ -433,10 +464,65 @@ impl Producer {
     /// let stats = producer.stats();
     /// assert_eq!(stats.sent, 1);
     /// assert_eq!(stats.failed(), 0);
+    /// assert_eq!(stats.latency.count, 1);
+    /// assert_eq!(stats.brokers.iter().map(|b| b.sent).sum::<u64>(), 1);
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> ProducerStats {
-        self.inner.counters.snapshot(self.inner.sends.len())
+        let inner = &self.inner;
+        let mut stats = inner.counters.snapshot(inner.sends.len());
+        let topics = inner.topics.load();
+        let policy = inner.config.slow_brokers.as_ref();
+        let health = topics
+            .values()
+            .flat_map(|topic| health::of_route(&topic.route.load(), policy));
+        stats.brokers = broker_stats::collect(inner.pool.all_tallies(), health);
+        stats.route_changes = topics
+            .values()
+            .map(|topic| topic.changes.load(Ordering::Relaxed))
+            .sum();
+        stats
+    }
+
+    /// Every later change of any topic's route, as it is applied: which
+    /// topic, its partitions and brokers before and after (see
+    /// [`RouteEvent`]). Each change is also logged (`tracing`, info,
+    /// "route changed") and counted in [`ProducerStats::route_changes`].
+    ///
+    /// A [`broadcast`] receiver rather than a `watch` per topic: every
+    /// change is delivered, not only the latest (a broker that left and
+    /// came back is two events), for all topics in one receiver. A
+    /// receiver more than 256 events behind loses the oldest and is told
+    /// how many (`RecvError::Lagged`); the current routes are then in
+    /// [`partitions`](Self::partitions) and [`health`](Self::health). The
+    /// channel closes (`RecvError::Closed`) when the last handle of the
+    /// producer is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(producer: metaq::Producer) {
+    /// use tokio::sync::broadcast::error::RecvError;
+    /// let mut events = producer.route_events();
+    /// tokio::spawn(async move {
+    ///     loop {
+    ///         match events.recv().await {
+    ///             Ok(event) => println!(
+    ///                 "{}: {} → {} partitions, joined {:?}",
+    ///                 event.topic,
+    ///                 event.old_partitions.len(),
+    ///                 event.new_partitions.len(),
+    ///                 event.joined().collect::<Vec<_>>(),
+    ///             ),
+    ///             Err(RecvError::Lagged(missed)) => eprintln!("missed {missed} route changes"),
+    ///             Err(RecvError::Closed) => break,
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn route_events(&self) -> broadcast::Receiver<RouteEvent> {
+        self.inner.route_events.subscribe()
     }
 
     /// The partitions a topic has right now (empty if unknown or unserved).
@@ -579,6 +665,7 @@ impl ProducerInner {
             RouteTaskSettings {
                 connect_wait: self.config.connect_timeout,
                 close_delay: self.config.send_timeout,
+                events: self.route_events.clone(),
             },
             self.stop.child_token(),
         );

@@ -20,6 +20,7 @@ use crate::protocol::{encode_put, ProtocolError, PutHeader, TxKey};
 use crate::{Message, SendResult};
 
 use super::selector::Selection;
+use super::send_metrics;
 use super::slow_brokers::Skipped;
 
 /// A put written (or queued) to one broker, awaiting its answer.
@@ -31,6 +32,16 @@ pub(crate) struct InFlight {
     reply: PendingReply,
     /// How long the attempt may wait for its answer.
     timeout: Duration,
+    /// The attempt in the `metrics` feature's in-flight gauge until dropped.
+    metrics: send_metrics::Attempt,
+}
+
+/// Where an attempt goes: the partition the selector chose, its broker's
+/// connection and that broker's `metrics` handles for the topic.
+pub(crate) struct Target {
+    pub(crate) partition: Partition,
+    pub(crate) connection: Connection,
+    metrics: send_metrics::Handles,
 }
 
 /// Why an attempt could not even be queued synchronously.
@@ -61,8 +72,12 @@ impl ProducerInner {
         if self.waits_for_route(topic, message) {
             return Err(NotQueued::Later); // the slow path waits
         }
-        let (partition, connection) = self
-            .choose(topic, message, avoid, start)
+        let Target {
+            partition,
+            connection,
+            metrics,
+        } = self
+            .choose_target(topic, message, avoid, start)
             .map_err(NotQueued::Failed)?;
         if waits_for_connection(message, &connection) {
             return Err(NotQueued::Later); // the slow path waits
@@ -82,6 +97,7 @@ impl ProducerInner {
             connection,
             reply,
             timeout,
+            metrics: metrics.attempt(),
         })
     }
 
@@ -105,7 +121,11 @@ impl ProducerInner {
             let left = deadline.saturating_duration_since(Instant::now());
             topic.wait_non_empty(left / 2).await;
         }
-        let (partition, connection) = self.choose(&topic, message, avoid, Instant::now())?;
+        let Target {
+            partition,
+            connection,
+            metrics,
+        } = self.choose_target(&topic, message, avoid, Instant::now())?;
         if waits_for_connection(message, &connection) {
             let left = deadline.saturating_duration_since(Instant::now());
             connection.wait_ready(left / 2).await;
@@ -132,6 +152,7 @@ impl ProducerInner {
                         connection,
                         reply,
                         timeout,
+                        metrics: metrics.attempt(),
                     })
                 }
                 Err(Full::Full) => continue, // another send took the room
@@ -165,14 +186,28 @@ impl ProducerInner {
         avoid: &[u32],
         now: Instant,
     ) -> Result<(Partition, Connection)> {
+        let target = self.choose_target(topic, message, avoid, now)?;
+        Ok((target.partition, target.connection))
+    }
+
+    /// [`choose`](Self::choose), with the chosen broker's `metrics` handles.
+    fn choose_target(
+        &self,
+        topic: &TopicState,
+        message: &Message,
+        avoid: &[u32],
+        now: Instant,
+    ) -> Result<Target> {
         let mut route = topic.route.load();
         let mut sequence = &topic.sequence;
+        let mut own_route = true;
         let default;
         if route.partitions.is_empty() {
             if let Some(state) = self.default_topic_state() {
                 default = state;
                 route = default.route.load();
                 sequence = &default.sequence;
+                own_route = false;
             }
         }
         if route.partitions.is_empty() {
@@ -232,7 +267,17 @@ impl ProducerInner {
                     topic: message.topic().to_owned(),
                     reason: format!("partition {partition} is not in the topic's route"),
                 })?;
-        Ok((partition, connection))
+        // The route's handles carry its topic's label: a send borrowing the
+        // default topic's route (rare) looks up its own.
+        let metrics = own_route
+            .then(|| route.metrics.get(partition.broker_id))
+            .flatten()
+            .unwrap_or_else(|| send_metrics::Handles::lookup(message.topic(), connection.uri()));
+        Ok(Target {
+            partition,
+            connection,
+            metrics,
+        })
     }
 }
 
@@ -396,27 +441,11 @@ impl SendFuture {
                     else {
                         unreachable!("matched First above")
                     };
-                    let (partition, connection) = (in_flight.partition, in_flight.connection);
-                    let outcome = judge(
-                        &producer.inner,
-                        &message,
-                        partition,
-                        &connection,
-                        in_flight.timeout,
-                        1,
-                        answer,
-                    );
+                    let outcome = judge(&producer.inner, &message, &in_flight, 1, answer);
                     let mut progress = Progress::default();
-                    match progress.record(
-                        &producer.inner,
-                        &message,
-                        budget,
-                        &connection,
-                        partition,
-                        outcome,
-                    ) {
+                    match progress.record(&producer.inner, &message, budget, &in_flight, outcome) {
                         Next::Done(result) => {
-                            producer.inner.counters.ended(&result);
+                            producer.inner.counters.ended(message.topic(), &result);
                             return Poll::Ready(result);
                         }
                         Next::Retry => {
@@ -466,25 +495,43 @@ impl Progress {
     }
 
     /// Takes an attempt's outcome: done, or retry while the budget lasts.
+    /// Counts it for its broker too (the counters are in structs the
+    /// attempt holds: no lookup).
     fn record(
         &mut self,
         inner: &ProducerInner,
         message: &Message,
         budget: Budget,
-        connection: &Connection,
-        partition: Partition,
+        attempt: &InFlight,
         outcome: Outcome,
     ) -> Next {
+        let InFlight {
+            partition,
+            connection,
+            ..
+        } = attempt;
         let (delivery, error) = match outcome {
-            Outcome::Done(result) => return Next::Done(Ok(result)),
+            Outcome::Done(result) => {
+                // The answer's time is the session's reading for its batch
+                // of answers: timing a send costs no clock read.
+                let latency = attempt.reply.answered_at().map_or_else(
+                    || budget.start.elapsed(),
+                    |at| at.saturating_duration_since(budget.start),
+                );
+                inner.counters.latency.record(latency);
+                connection.tally().sent();
+                attempt.metrics.sent(latency);
+                return Next::Done(Ok(result));
+            }
             Outcome::Failed { delivery, error } => (delivery, error),
         };
+        connection.tally().failed();
         let number = self.number();
         let retriable = matches!(delivery, Delivery::NotSent | Delivery::MaybeSent);
         self.tried.push(partition.broker_id);
         self.attempts.0.push(Attempt {
             broker: connection.uri().clone(),
-            partition,
+            partition: *partition,
             elapsed: budget.start.elapsed(),
             delivery,
             cause: cause_of(&error),
@@ -498,6 +545,7 @@ impl Progress {
         }
         tracing::debug!(attempt = number, error = %error, "retrying on another broker");
         inner.counters.retried(delivery);
+        attempt.metrics.retried();
         Next::Retry
     }
 }
@@ -510,21 +558,21 @@ async fn drive(
     budget: Budget,
     progress: Progress,
 ) -> Result<SendResult> {
-    let result = attempts(&producer, message, budget, progress).await;
-    producer.inner.counters.ended(&result);
+    let result = attempts(&producer, &message, budget, progress).await;
+    producer.inner.counters.ended(message.topic(), &result);
     result
 }
 
 /// The attempts of [`drive`].
 async fn attempts(
     producer: &Producer,
-    message: Message,
+    message: &Message,
     budget: Budget,
     mut progress: Progress,
 ) -> Result<SendResult> {
     let inner = &producer.inner;
     let deadline = budget.deadline();
-    let max_attempts = max_attempts(inner, &message);
+    let max_attempts = max_attempts(inner, message);
     loop {
         let number = progress.number();
         let queued = match progress.next.take() {
@@ -533,11 +581,11 @@ async fn attempts(
             Some(Err(NotQueued::Later)) | None => {
                 let attempts_left = max_attempts - number + 1;
                 inner
-                    .queue(&message, &progress.tried, deadline, attempts_left)
+                    .queue(message, &progress.tried, deadline, attempts_left)
                     .await
             }
         };
-        let in_flight = match queued {
+        let mut in_flight = match queued {
             Ok(in_flight) => in_flight,
             Err(e) => {
                 // An attempt that got as far as a broker (and found no room) is listed too.
@@ -559,23 +607,9 @@ async fn attempts(
                 return Err(with_attempts(e, progress.attempts));
             }
         };
-        let InFlight {
-            partition,
-            connection,
-            reply,
-            timeout,
-        } = in_flight;
-        let answer = reply.await;
-        let outcome = judge(
-            inner,
-            &message,
-            partition,
-            &connection,
-            timeout,
-            number,
-            answer,
-        );
-        match progress.record(inner, &message, budget, &connection, partition, outcome) {
+        let answer = (&mut in_flight.reply).await;
+        let outcome = judge(inner, message, &in_flight, number, answer);
+        match progress.record(inner, message, budget, &in_flight, outcome) {
             Next::Done(result) => return result,
             Next::Retry => {}
         }
@@ -597,12 +631,17 @@ pub(crate) fn max_attempts(inner: &ProducerInner, message: &Message) -> u32 {
 fn judge(
     inner: &ProducerInner,
     message: &Message,
-    partition: Partition,
-    connection: &Connection,
-    timeout: Duration,
+    attempt: &InFlight,
     number: u32,
     answer: std::result::Result<crate::protocol::Response, RequestError>,
 ) -> Outcome {
+    let InFlight {
+        partition,
+        connection,
+        timeout,
+        ..
+    } = attempt;
+    let (partition, timeout) = (*partition, *timeout);
     // Only failures need the topic owned: a success allocates nothing here.
     let topic = || message.topic().to_owned();
     let broker = connection.uri().clone(); // shared host: no allocation

@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::broker_stats::BrokerStats;
+use super::latency_histogram::{LatencyHistogram, LatencySummary};
+use super::send_metrics;
 use crate::error::{Delivery, Error, Result};
 use crate::SendResult;
 
@@ -18,12 +21,16 @@ use crate::SendResult;
 /// # async fn example(producer: metaq::Producer) {
 /// let stats = producer.stats();
 /// println!(
-///     "{} sent, {} failed, {} possibly stored twice, {} in flight",
+///     "{} sent (p99 {:?}), {} failed, {} possibly stored twice, {} in flight",
 ///     stats.sent,
+///     stats.latency.p99,
 ///     stats.failed(),
 ///     stats.retries_after_maybe_sent,
 ///     stats.in_flight
 /// );
+/// for broker in &stats.brokers {
+///     println!("  {}: {} sent, {} failed", broker.uri, broker.sent, broker.failed);
+/// }
 /// # }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,6 +57,16 @@ pub struct ProducerStats {
     pub retries_after_maybe_sent: u64,
     /// Sends started and not yet ended.
     pub in_flight: usize,
+    /// How long the sends that succeeded took, from the call to the
+    /// broker's answer (retries included).
+    pub latency: LatencySummary,
+    /// Each broker the producer connected to, by id: its sends, failures,
+    /// requests in flight, slowness and latency.
+    pub brokers: Vec<BrokerStats>,
+    /// How many times a topic's route changed (partitions or brokers
+    /// added, removed or moved), over every topic; a topic's first listing
+    /// is not a change. See [`Producer::route_events`](super::Producer::route_events).
+    pub route_changes: u64,
 }
 
 impl ProducerStats {
@@ -76,21 +93,26 @@ pub(crate) struct Counters {
     failed_other: AtomicU64,
     retries: AtomicU64,
     retries_after_maybe_sent: AtomicU64,
+    /// Latencies of the sends that succeeded (recorded by the send, which
+    /// knows when its answer came).
+    pub(crate) latency: LatencyHistogram,
 }
 
 impl Counters {
-    /// A send ended with `result`.
-    pub(crate) fn ended(&self, result: &Result<SendResult>) {
-        let counter = match result {
-            Ok(_) => &self.sent,
-            Err(error) => self.failure(error),
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// A send to `topic` ended with `result`.
+    pub(crate) fn ended(&self, topic: &str, result: &Result<SendResult>) {
+        match result {
+            Ok(_) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => self.failed(topic, error),
+        }
     }
 
-    /// A send ended with `error`.
-    pub(crate) fn failed(&self, error: &Error) {
+    /// A send to `topic` ended with `error`.
+    pub(crate) fn failed(&self, topic: &str, error: &Error) {
         self.failure(error).fetch_add(1, Ordering::Relaxed);
+        send_metrics::count_failure(topic, error);
     }
 
     fn failure(&self, error: &Error) -> &AtomicU64 {
@@ -111,6 +133,8 @@ impl Counters {
         }
     }
 
+    /// The counts as of now; the caller fills in the brokers and route
+    /// changes, which live elsewhere.
     pub(crate) fn snapshot(&self, in_flight: usize) -> ProducerStats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ProducerStats {
@@ -122,6 +146,9 @@ impl Counters {
             retries: read(&self.retries),
             retries_after_maybe_sent: read(&self.retries_after_maybe_sent),
             in_flight,
+            latency: self.latency.summary(),
+            brokers: Vec::new(),
+            route_changes: 0,
         }
     }
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::join_all;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
+use super::route_events::RouteEvent;
+use super::send_metrics::PerBroker;
 use crate::cluster::{BrokerUri, Partition};
 use crate::discovery::TopicRoute;
 use crate::net::{Connection, ConnectionPool};
@@ -24,18 +26,34 @@ pub(crate) struct Route {
     pub(crate) connections: BTreeMap<u32, Connection>,
     /// Whether every partition's broker has a connection here.
     covered: bool,
+    /// The `metrics` handles of each broker for this topic (empty without
+    /// the feature).
+    pub(crate) metrics: PerBroker,
 }
 
 impl Route {
-    pub(crate) fn new(partitions: Vec<Partition>, connections: BTreeMap<u32, Connection>) -> Self {
+    pub(crate) fn new(
+        topic: &str,
+        partitions: Vec<Partition>,
+        connections: BTreeMap<u32, Connection>,
+    ) -> Self {
         let covered = partitions
             .iter()
             .all(|p| connections.contains_key(&p.broker_id));
         Route {
+            metrics: PerBroker::new(topic, &connections),
             partitions,
             connections,
             covered,
         }
+    }
+
+    /// Each broker's address, by id.
+    pub(crate) fn brokers(&self) -> BTreeMap<u32, BrokerUri> {
+        self.connections
+            .iter()
+            .map(|(&id, connection)| (id, connection.uri().clone()))
+            .collect()
     }
 
     pub(crate) fn connection(&self, partition: Partition) -> Option<&Connection> {
@@ -62,6 +80,9 @@ pub(crate) struct TopicState {
     /// and whose route is empty now is most likely between a broker leaving
     /// ZooKeeper and coming back (a restart, a session renewal).
     served: AtomicBool,
+    /// Routes applied that differed from the one before (the first listing
+    /// is not a change).
+    pub(crate) changes: AtomicU64,
 }
 
 impl TopicState {
@@ -72,6 +93,7 @@ impl TopicState {
             sequence: AtomicU64::new(0),
             applied: watch::channel(0).0,
             served: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +131,8 @@ pub(crate) struct RouteTaskSettings {
     pub(crate) connect_wait: Duration,
     /// How long a removed broker's connection stays open for answers in flight.
     pub(crate) close_delay: Duration,
+    /// Where route changes are told (see `Producer::route_events`).
+    pub(crate) events: broadcast::Sender<RouteEvent>,
 }
 
 /// Follows discovery for one topic until `stop`.
@@ -139,6 +163,26 @@ pub(crate) fn spawn_route_task(
         }
         .instrument(span),
     );
+}
+
+/// Logs and broadcasts a route change, the topic's `changes`th.
+fn tell_change(event: RouteEvent, changes: u64, events: &broadcast::Sender<RouteEvent>) {
+    info!(
+        changes,
+        old_partitions = %list(&event.old_partitions),
+        new_partitions = %list(&event.new_partitions),
+        joined = %list(event.joined().map(|(id, uri)| format!("{id}={uri}"))),
+        left = %list(event.left().map(|(id, uri)| format!("{id}={uri}"))),
+        "route changed"
+    );
+    // No receiver is fine: nobody follows routes.
+    let _ = events.send(event);
+}
+
+/// `[a, b, c]` for a log field.
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// Diffs the connections against the new route: keeps unchanged brokers'
@@ -184,13 +228,34 @@ async fn apply(
             warn!(broker = %connection.uri(), "not connected yet; its partitions are avoided until it is");
         }
     }
+    for (&id, connection) in &next {
+        connection.tally().named(id);
+    }
     if !route.partitions.is_empty() {
         state.served.store(true, Ordering::Relaxed);
     }
-    state
-        .route
-        .store(Arc::new(Route::new(route.partitions.clone(), next.clone())));
+    // A topic's first listing is no change. A change is counted before the
+    // route is swapped in: whoever sees the new route sees it counted.
+    let change = if *state.applied.borrow() == 0 {
+        None
+    } else {
+        let old = state.route.load();
+        RouteEvent::between(
+            &state.name,
+            (&old.partitions, old.brokers()),
+            (&route.partitions, &route.brokers),
+        )
+    };
+    let changes = match change {
+        Some(_) => state.changes.fetch_add(1, Ordering::Relaxed) + 1,
+        None => state.changes.load(Ordering::Relaxed),
+    };
+    let new_route = Route::new(&state.name, route.partitions.clone(), next.clone());
+    state.route.store(Arc::new(new_route));
     state.applied.send_modify(|n| *n += 1);
+    if let Some(event) = change {
+        tell_change(event, changes, &settings.events);
+    }
     info!(
         brokers = route.brokers.len(),
         partitions = route.partitions.len(),
