@@ -572,7 +572,9 @@ impl Producer {
     }
 
     /// The producer's current ZooKeeper session (`None` while a new one is
-    /// being opened, or after close). For tests that force its expiry.
+    /// being opened, or after close): its id is what ZooKeeper's server
+    /// logs and `cons` command name, to tell this producer's connection
+    /// among many.
     ///
     /// # Examples
     ///
@@ -585,7 +587,6 @@ impl Producer {
     /// assert!(producer.zk_session_info().is_none());
     /// # Ok(()) }
     /// ```
-    #[doc(hidden)]
     pub fn zk_session_info(&self) -> Option<zookeeper_client::SessionInfo> {
         self.inner.discovery.session_info()
     }

@@ -13,6 +13,7 @@ mod input;
 mod interrupt;
 mod output;
 mod pace;
+mod progress;
 mod transactional;
 mod window;
 
@@ -27,6 +28,7 @@ use metaq::{Error, Producer};
 use self::checks::Plan;
 use self::input::Input;
 use self::output::{Ended, Output};
+use self::progress::Progress;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SelectorName {
@@ -98,6 +100,11 @@ pub(crate) struct ProduceArgs {
     /// retries, possible duplicates); with --json, as the summary's "stats".
     #[arg(long)]
     stats: bool,
+    /// When stderr is not a terminal, print a one-line progress summary
+    /// (sent, rate, failed, in flight, p99) every this many milliseconds;
+    /// 0 turns it off.
+    #[arg(long, default_value_t = 1000)]
+    progress_ms: u64,
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
@@ -112,6 +119,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
     let stop = interrupt::first_interrupt()?;
     let mut input = Input::new(&args, &plan);
     let mut out = Output::new(args.json, input.total());
+    let progress = Progress::start(&producer, Duration::from_millis(args.progress_ms));
     let ended = match args.transaction {
         Some(batch) => {
             let batch = transactional::Batch {
@@ -144,6 +152,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
             .await
         }
     };
+    drop(progress);
     producer.close().await;
     let stats = args.stats.then(|| producer.stats());
     let failed = out.summary(&ended, stats.as_ref());

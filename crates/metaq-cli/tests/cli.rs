@@ -225,6 +225,68 @@ async fn produce_reports_failures_and_exits_non_zero() {
     assert_eq!(stats["failed_rejected"], 2, "{stats}");
     assert_eq!(stats["failed_maybe_sent"], 0, "{stats}");
     assert_eq!(stats["in_flight"], 0, "{stats}");
+    assert_eq!(stats["latency_us"]["count"], 3, "{stats}");
+    let brokers = stats["brokers"].as_array().expect("brokers");
+    assert_eq!(brokers.len(), 1, "{stats}");
+    assert_eq!(brokers[0]["uri"], b0.uri().to_string(), "{stats}");
+    assert_eq!(brokers[0]["sent"], 3, "{stats}");
+    assert_eq!(brokers[0]["failed"], 2, "{stats}");
+}
+
+/// With stderr not a terminal, `produce` prints a progress line each
+/// interval, from the producer's own counters; `--progress-ms 0` prints none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_prints_progress_lines_when_stderr_is_not_a_terminal() {
+    init_tracing();
+    let root = unique_root();
+    let _b0 = broker(&root, 0, &[(TOPIC, 1)]).await;
+    let zk = zk().connect_string();
+    // 40 messages at 50 a second: about 0.8 s, several 100 ms intervals.
+    let paced = |progress: &'static str| {
+        let args = [
+            "produce",
+            "--zk",
+            &zk,
+            "--root",
+            &root,
+            "--topic",
+            TOPIC,
+            "--count",
+            "40",
+            "--rate",
+            "50",
+            "--progress-ms",
+            progress,
+        ];
+        metaq(&args)
+    };
+    let output = run(paced("100")).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("metaq produce: "))
+        .collect();
+    assert!(progress.len() >= 2, "{stderr}");
+    assert!(
+        progress[0].contains(" sent (") && progress[0].contains("in flight"),
+        "{stderr}"
+    );
+    // The counts come from the producer: they never go down.
+    let sent: Vec<u64> = progress
+        .iter()
+        .map(|l| {
+            let after = l.split(": ").nth(2).expect("a count");
+            after.split(' ').next().unwrap().parse().expect("a number")
+        })
+        .collect();
+    assert!(sent.windows(2).all(|w| w[0] <= w[1]), "{stderr}");
+    assert!(*sent.last().unwrap() <= 40, "{stderr}");
+
+    let output = run(paced("0")).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("metaq produce: "), "{stderr}");
 }
 
 /// Without `--zk` and `--root`, the cluster comes from `METAQ_ZK` and

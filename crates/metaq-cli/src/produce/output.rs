@@ -213,6 +213,23 @@ fn stats_json(stats: &ProducerStats) -> serde_json::Value {
         "retries": stats.retries,
         "retries_after_maybe_sent": stats.retries_after_maybe_sent,
         "in_flight": stats.in_flight,
+        "route_changes": stats.route_changes,
+        "latency_us": {
+            "count": stats.latency.count,
+            "p50": stats.latency.p50.as_micros() as u64,
+            "p99": stats.latency.p99.as_micros() as u64,
+            "max": stats.latency.max.as_micros() as u64,
+        },
+        "brokers": stats.brokers.iter().map(|b| json!({
+            "id": b.broker_id,
+            "uri": b.uri.to_string(),
+            "sent": b.sent,
+            "failed": b.failed,
+            "in_flight": b.in_flight,
+            "slow": b.slow,
+            "latency_us": b.latency.as_micros() as u64,
+            "serving": b.serving,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -230,6 +247,32 @@ fn print_text_stats(stats: &ProducerStats) {
         stats.retries_after_maybe_sent,
         stats.in_flight
     );
+    let latency = &stats.latency;
+    say!(
+        "latency of {} sends: p50 {} µs, p99 {} µs, max {} µs; {} route change(s)",
+        latency.count,
+        latency.p50.as_micros(),
+        latency.p99.as_micros(),
+        latency.max.as_micros(),
+        stats.route_changes
+    );
+    for broker in &stats.brokers {
+        say!(
+            "  broker {} {}: sent {}, failed attempts {}, in flight {}, latency {} µs{}{}",
+            broker.broker_id,
+            broker.uri,
+            broker.sent,
+            broker.failed,
+            broker.in_flight,
+            broker.latency.as_micros(),
+            if broker.slow { ", slow" } else { "" },
+            if broker.serving {
+                ""
+            } else {
+                ", no longer serving"
+            },
+        );
+    }
 }
 
 /// `not_sent`, `maybe_sent`, `rejected`, or `error` for the rest.
