@@ -226,64 +226,90 @@ fn publish(routes: &RouteSender, route: TopicRoute) {
 mod tests {
     use std::time::Duration;
 
-    use zookeeper_client::{Acls, CreateMode};
+    use zookeeper_client::{Acls, Client, CreateMode};
 
     use super::*;
     use crate::discovery::watches::WatchKey;
     use crate::discovery::{ZkPaths, ZkSettings};
     use metaq_testkit::{unique_root, ZkServer};
 
+    /// Topic `t` served by brokers 0 and 1 (two partitions each) under a
+    /// fresh root, and what a listing of it needs.
+    struct Topic {
+        client: Client,
+        paths: ZkPaths,
+        settings: ZkSettings,
+    }
+
+    impl Topic {
+        /// Registers both brokers' master nodes and topic entries.
+        async fn create() -> Topic {
+            let zk = ZkServer::shared();
+            let client = zk.client().await;
+            let root = unique_root();
+            let paths = ZkPaths::new(&root);
+            let settings = ZkSettings::new(zk.connect_string()).with_root(&root);
+            let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+            for id in [0, 1] {
+                client.mkdir(&paths.broker(id), &persistent).await.unwrap();
+                client
+                    .create(
+                        &paths.broker_master(id),
+                        format!("meta://h:{}", 8000 + id).as_bytes(),
+                        &ephemeral,
+                    )
+                    .await
+                    .unwrap();
+            }
+            client
+                .mkdir(&paths.topic_pub("t"), &persistent)
+                .await
+                .unwrap();
+            for id in [0, 1] {
+                client
+                    .create(
+                        &paths.topic_pub_broker("t", id),
+                        crate::discovery::TopicBroker::master(id, 2)
+                            .to_json()
+                            .as_bytes(),
+                        &ephemeral,
+                    )
+                    .await
+                    .unwrap();
+            }
+            Topic {
+                client,
+                paths,
+                settings,
+            }
+        }
+
+        /// One complete listing that arms `watches`.
+        async fn list(&self, watches: &mut Watches, previous: Option<&TopicRoute>) -> TopicRoute {
+            let mut reader = Reader {
+                client: &self.client,
+                watches: Some(&mut *watches),
+                reported: None,
+            };
+            let route = list(&mut reader, &self.paths, "t", &self.settings, previous)
+                .await
+                .unwrap();
+            watches.finish_listing(true);
+            route
+        }
+    }
+
     /// Re-listing without changes arms no new watch; a change re-arms
     /// exactly the watches that fired; a removed broker's watches go.
     #[tokio::test]
     async fn relisting_does_not_accumulate_watches() {
-        let zk = ZkServer::shared();
-        let client = zk.client().await;
-        let root = unique_root();
-        let paths = ZkPaths::new(&root);
-        let settings = ZkSettings::new(zk.connect_string()).with_root(&root);
-        let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-        for id in [0, 1] {
-            client.mkdir(&paths.broker(id), &persistent).await.unwrap();
-            client
-                .create(
-                    &paths.broker_master(id),
-                    format!("meta://h:{}", 8000 + id).as_bytes(),
-                    &ephemeral,
-                )
-                .await
-                .unwrap();
-        }
-        client
-            .mkdir(&paths.topic_pub("t"), &persistent)
-            .await
-            .unwrap();
-        for id in [0, 1] {
-            client
-                .create(
-                    &paths.topic_pub_broker("t", id),
-                    crate::discovery::TopicBroker::master(id, 2)
-                        .to_json()
-                        .as_bytes(),
-                    &ephemeral,
-                )
-                .await
-                .unwrap();
-        }
-
+        let topic = Topic::create().await;
+        let (client, paths) = (&topic.client, &topic.paths);
         let mut watches = Watches::new();
         let mut previous = None;
         for _ in 0..5 {
-            let mut reader = Reader {
-                client: &client,
-                watches: Some(&mut watches),
-                reported: None,
-            };
-            let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
-                .await
-                .unwrap();
-            watches.finish_listing(true);
+            let route = topic.list(&mut watches, previous.as_ref()).await;
             assert_eq!(route.partitions.len(), 4);
             previous = Some(route);
         }
@@ -300,15 +326,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(key, WatchKey::Exists(paths.broker_master(1)));
-        let mut reader = Reader {
-            client: &client,
-            watches: Some(&mut watches),
-            reported: None,
-        };
-        let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
-            .await
-            .unwrap();
-        watches.finish_listing(true);
+        let route = topic.list(&mut watches, previous.as_ref()).await;
         assert_eq!(route.brokers[&1].port, 9001);
         assert_eq!(watches.pending(), 5);
         assert_eq!(watches.armed_total(), 6);
@@ -324,15 +342,7 @@ mod tests {
             assert!(Instant::now() < deadline, "broker 1 still listed");
             let _ = tokio::time::timeout(Duration::from_millis(200), watches.next_fired()).await;
             watches.drain_fired();
-            let mut reader = Reader {
-                client: &client,
-                watches: Some(&mut watches),
-                reported: None,
-            };
-            route = list(&mut reader, &paths, "t", &settings, Some(&route))
-                .await
-                .unwrap();
-            watches.finish_listing(true);
+            route = topic.list(&mut watches, Some(&route)).await;
         }
         // Children of topics-pub, broker 0's entry and master.
         assert_eq!(watches.pending(), 3);
