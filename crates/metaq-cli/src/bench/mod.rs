@@ -156,17 +156,7 @@ fn parse_flush(text: &str) -> Result<FlushPolicy, String> {
 
 /// Checks every argument before anything starts.
 fn plan(args: BenchArgs) -> Result<Plan, String> {
-    let kind = match (args.zk, args.local, args.null) {
-        (Some(zk), None, false) => TargetKind::Zk(zk),
-        (None, Some(0), false) => return Err("--local needs at least 1 broker".into()),
-        (None, Some(n), false) if n > 64 => return Err("--local takes at most 64 brokers".into()),
-        (None, Some(n), false) => TargetKind::Local(n),
-        (None, None, true) => TargetKind::Null,
-        (None, None, false) => {
-            return Err("say what to send to: --zk CONNECT, --local N or --null".into());
-        }
-        _ => return Err("--zk, --local and --null exclude each other; give one".into()),
-    };
+    let kind = target_kind(args.zk, args.local, args.null)?;
     metaq::protocol::validate_topic(&args.topic).map_err(|e| format!("--topic: {e}"))?;
     if !(1..=1024).contains(&args.partitions) {
         return Err("--partitions must be 1 to 1024".into());
@@ -222,6 +212,21 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
         baseline,
         runs: args.runs,
         json: args.json,
+    })
+}
+
+/// The target of `--zk`, `--local` and `--null`: exactly one of them.
+fn target_kind(zk: Option<String>, local: Option<u16>, null: bool) -> Result<TargetKind, String> {
+    Ok(match (zk, local, null) {
+        (Some(zk), None, false) => TargetKind::Zk(zk),
+        (None, Some(0), false) => return Err("--local needs at least 1 broker".into()),
+        (None, Some(n), false) if n > 64 => return Err("--local takes at most 64 brokers".into()),
+        (None, Some(n), false) => TargetKind::Local(n),
+        (None, None, true) => TargetKind::Null,
+        (None, None, false) => {
+            return Err("say what to send to: --zk CONNECT, --local N or --null".into());
+        }
+        _ => return Err("--zk, --local and --null exclude each other; give one".into()),
     })
 }
 
