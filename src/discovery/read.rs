@@ -244,79 +244,34 @@ pub(super) async fn list(
     settings: &ZkSettings,
     previous: Option<&TopicRoute>,
 ) -> Result<TopicRoute, ZkError> {
-    let pub_path = paths.topic_pub(topic);
-    let legacy_path = paths.topic_legacy(topic);
-    let (source, dir, mut children) = match reader.children(&pub_path).await? {
-        Some(children) => (RouteSource::TopicsPub, pub_path, children),
-        None => match reader.children(&legacy_path).await? {
-            Some(children) => (RouteSource::Legacy, legacy_path, children),
-            None => {
-                debug!(topic, "neither topics-pub nor the legacy topic node exists");
-                return Ok(TopicRoute {
-                    topic: topic.to_owned(),
-                    ..TopicRoute::default()
-                });
-            }
-        },
+    let mut listing = Listing {
+        reader,
+        paths,
+        topic,
+        settings,
+        previous,
+    };
+    let Some((source, dir, mut children)) = listing.topic_node().await? else {
+        return Ok(TopicRoute {
+            topic: topic.to_owned(),
+            ..TopicRoute::default()
+        });
     };
     children.sort();
 
     // Broker id → its partitions, from the topic entries.
     let mut listed: BTreeMap<u32, Vec<Partition>> = BTreeMap::new();
     for name in &children {
-        let Some(id) = master_entry_id(name) else {
-            if is_slave_entry(name) {
-                debug!(topic, entry = %name, "slave entry ignored");
-            } else {
-                malformed!(reader, format!("name {dir}/{name}"), topic, entry = %name, path = %dir, "ignoring a child that is not <brokerId>-m");
-            }
-            continue;
-        };
-        let path = format!("{dir}/{name}");
-        let Some(data) = reader.entry(&path).await? else {
-            debug!(topic, %path, "entry vanished while listing");
-            continue;
-        };
-        let parts = match parse_partition_count(source, &data, settings.max_partitions_per_broker) {
-            Ok(count) => (0..count).map(|index| Partition::new(id, index)).collect(),
-            Err(reason) => {
-                let kept = previous_partitions(previous, id);
-                let key = format!("entry {path} {} {}", kept.len(), excerpt(&data));
-                if kept.is_empty() {
-                    malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, "malformed entry of a new broker; skipping it");
-                    continue;
-                }
-                malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, partitions = kept.len(), "malformed entry; keeping the broker's previous partitions");
-                kept
-            }
-        };
-        listed.insert(id, parts);
+        if let Some((id, parts)) = listing.entry(source, &dir, name).await? {
+            listed.insert(id, parts);
+        }
     }
 
     // Addresses from ids/<id>/master.
     let mut brokers = BTreeMap::new();
     for &id in listed.keys() {
-        let path = paths.broker_master(id);
-        let Some(data) = reader.master(&path).await? else {
-            debug!(topic, broker = id, "no master node; broker left out");
-            continue;
-        };
-        match parse_master(&data) {
-            Ok(Some(uri)) => {
-                brokers.insert(id, uri);
-            }
-            Ok(None) => debug!(topic, broker = id, "blank master node; broker left out"),
-            Err(reason) => match previous.and_then(|p| p.brokers.get(&id)) {
-                Some(uri) => {
-                    let key = format!("master {path} {uri} {}", excerpt(&data));
-                    malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, previous = %uri, "malformed master node; keeping the broker's previous address");
-                    brokers.insert(id, uri.clone());
-                }
-                None => {
-                    let key = format!("master {path} {}", excerpt(&data));
-                    malformed!(reader, key, topic, %path, data = %excerpt(&data), %reason, "malformed master node of a new broker; skipping it")
-                }
-            },
+        if let Some(uri) = listing.address(id).await? {
+            brokers.insert(id, uri);
         }
     }
 
@@ -331,6 +286,105 @@ pub(super) async fn list(
         partitions,
         source,
     })
+}
+
+/// What one listing of a topic reads with and falls back on.
+struct Listing<'l, 'r> {
+    reader: &'l mut Reader<'r>,
+    paths: &'l ZkPaths,
+    topic: &'l str,
+    settings: &'l ZkSettings,
+    previous: Option<&'l TopicRoute>,
+}
+
+impl Listing<'_, '_> {
+    /// The topic's node — `topics-pub`, else the legacy one — with its
+    /// source and children; `None` if neither exists.
+    async fn topic_node(&mut self) -> Result<Option<(RouteSource, String, Vec<String>)>, ZkError> {
+        let topic = self.topic;
+        let pub_path = self.paths.topic_pub(topic);
+        let legacy_path = self.paths.topic_legacy(topic);
+        Ok(match self.reader.children(&pub_path).await? {
+            Some(children) => Some((RouteSource::TopicsPub, pub_path, children)),
+            None => match self.reader.children(&legacy_path).await? {
+                Some(children) => Some((RouteSource::Legacy, legacy_path, children)),
+                None => {
+                    debug!(topic, "neither topics-pub nor the legacy topic node exists");
+                    None
+                }
+            },
+        })
+    }
+
+    /// The broker id and partitions of the child `name` of `dir`; `None`
+    /// if it is skipped (not a master entry, vanished, or malformed with no
+    /// previous partitions to keep).
+    async fn entry(
+        &mut self,
+        source: RouteSource,
+        dir: &str,
+        name: &str,
+    ) -> Result<Option<(u32, Vec<Partition>)>, ZkError> {
+        let topic = self.topic;
+        let Some(id) = master_entry_id(name) else {
+            if is_slave_entry(name) {
+                debug!(topic, entry = %name, "slave entry ignored");
+            } else {
+                malformed!(self.reader, format!("name {dir}/{name}"), topic, entry = %name, path = %dir, "ignoring a child that is not <brokerId>-m");
+            }
+            return Ok(None);
+        };
+        let path = format!("{dir}/{name}");
+        let Some(data) = self.reader.entry(&path).await? else {
+            debug!(topic, %path, "entry vanished while listing");
+            return Ok(None);
+        };
+        let max = self.settings.max_partitions_per_broker;
+        let parts = match parse_partition_count(source, &data, max) {
+            Ok(count) => (0..count).map(|index| Partition::new(id, index)).collect(),
+            Err(reason) => {
+                let kept = previous_partitions(self.previous, id);
+                let key = format!("entry {path} {} {}", kept.len(), excerpt(&data));
+                if kept.is_empty() {
+                    malformed!(self.reader, key, topic, %path, data = %excerpt(&data), %reason, "malformed entry of a new broker; skipping it");
+                    return Ok(None);
+                }
+                malformed!(self.reader, key, topic, %path, data = %excerpt(&data), %reason, partitions = kept.len(), "malformed entry; keeping the broker's previous partitions");
+                kept
+            }
+        };
+        Ok(Some((id, parts)))
+    }
+
+    /// Broker `id`'s address from its master node; `None` if the broker is
+    /// left out (no node, blank, or malformed with no previous address).
+    async fn address(&mut self, id: u32) -> Result<Option<BrokerUri>, ZkError> {
+        let topic = self.topic;
+        let path = self.paths.broker_master(id);
+        let Some(data) = self.reader.master(&path).await? else {
+            debug!(topic, broker = id, "no master node; broker left out");
+            return Ok(None);
+        };
+        Ok(match parse_master(&data) {
+            Ok(Some(uri)) => Some(uri),
+            Ok(None) => {
+                debug!(topic, broker = id, "blank master node; broker left out");
+                None
+            }
+            Err(reason) => match self.previous.and_then(|p| p.brokers.get(&id)) {
+                Some(uri) => {
+                    let key = format!("master {path} {uri} {}", excerpt(&data));
+                    malformed!(self.reader, key, topic, %path, data = %excerpt(&data), %reason, previous = %uri, "malformed master node; keeping the broker's previous address");
+                    Some(uri.clone())
+                }
+                None => {
+                    let key = format!("master {path} {}", excerpt(&data));
+                    malformed!(self.reader, key, topic, %path, data = %excerpt(&data), %reason, "malformed master node of a new broker; skipping it");
+                    None
+                }
+            },
+        })
+    }
 }
 
 /// The broker id of a master entry `<id>-m` (decimal digits only).

@@ -2,6 +2,7 @@
 //! a reconnect or the re-list interval, and lists again; publishes each
 //! changed route. Its watches are kept by [`Watches`](super::watches::Watches).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,103 +28,172 @@ pub(super) async fn run_topic(
     topic: String,
     context: Arc<Context>,
     routes: Arc<RouteSender>,
-    mut session: watch::Receiver<CurrentSession>,
+    session: watch::Receiver<CurrentSession>,
     cancel: CancellationToken,
 ) {
-    let settings = context.session.settings();
-    let mut watches = Watches::new();
-    let mut reported = Reported::default();
-    let mut generation = None;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    // A listing is wanted (and when it may run, after a failure).
-    let mut wanted = true;
-    let mut retry_at: Option<Instant> = None;
-    let mut next_relist = Instant::now() + settings.relist_interval;
+    let mut task = TopicWatch::new(topic, context, routes, session, cancel);
     info!("watching topic");
-    loop {
-        if wanted && retry_at.is_none() {
-            let slot = session.borrow_and_update().clone();
-            if let Some(client) = slot.client {
-                if generation != Some(slot.generation) {
-                    // The watches of an old session are dead.
-                    watches.clear();
-                    generation = Some(slot.generation);
-                }
-                watches.drain_fired();
-                let previous = routes.borrow().clone();
-                let mut reader = Reader {
-                    client: &client,
-                    watches: Some(&mut watches),
-                    reported: Some(&mut reported),
-                };
-                let listing = list(
-                    &mut reader,
-                    &context.paths,
-                    &topic,
-                    settings,
-                    previous.as_deref(),
-                );
-                let result = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => break,
-                    result = listing => result,
-                };
-                match result {
-                    Ok(route) => {
-                        watches.finish_listing(true);
-                        reported.finish_listing(true);
-                        debug!(
-                            pending_watches = watches.pending(),
-                            armed_total = watches.armed_total(),
-                            "listed"
-                        );
-                        publish(&routes, route);
-                        wanted = false;
-                        backoff.reset();
-                        next_relist = Instant::now() + settings.relist_interval;
-                    }
-                    Err(error) => {
-                        watches.finish_listing(false);
-                        reported.finish_listing(false);
-                        let delay = backoff.next_delay();
-                        if session_ended(&error) {
-                            // The session task is opening a new one; its
-                            // arrival triggers the next listing.
-                            debug!(%error, "listing interrupted by the end of the session");
-                        } else {
-                            warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
-                        }
-                        retry_at = Some(Instant::now() + delay);
-                    }
-                }
-            }
+    task.run().await;
+    debug!("topic watch stopped");
+}
+
+/// The state of one topic's watch task, kept between listings.
+struct TopicWatch {
+    topic: String,
+    context: Arc<Context>,
+    routes: Arc<RouteSender>,
+    session: watch::Receiver<CurrentSession>,
+    cancel: CancellationToken,
+    watches: Watches,
+    reported: Reported,
+    /// The session the watches were armed in.
+    generation: Option<u64>,
+    backoff: Backoff,
+    /// A listing is wanted (and when it may run, after a failure).
+    wanted: bool,
+    retry_at: Option<Instant>,
+    /// When the topic is listed again even if no watch fired.
+    next_relist: Instant,
+}
+
+impl TopicWatch {
+    /// A task that lists the topic first thing.
+    fn new(
+        topic: String,
+        context: Arc<Context>,
+        routes: Arc<RouteSender>,
+        session: watch::Receiver<CurrentSession>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let next_relist = Instant::now() + context.session.settings().relist_interval;
+        Self {
+            topic,
+            context,
+            routes,
+            session,
+            cancel,
+            watches: Watches::new(),
+            reported: Reported::default(),
+            generation: None,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            wanted: true,
+            retry_at: None,
+            next_relist,
         }
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            changed = session.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                // New session or reconnected: list again now.
-                wanted = true;
-                retry_at = None;
+    }
+
+    /// Lists whenever a listing is wanted and allowed, then waits for the
+    /// next reason to list, until cancelled or the session side is gone.
+    async fn run(&mut self) {
+        loop {
+            if self.wanted && self.retry_at.is_none() && self.list_topic().await.is_break() {
+                break;
             }
-            (key, event) = watches.next_fired() => {
-                debug!(?key, event = ?event.event_type, state = ?event.session_state, "watch fired");
-                wanted = true;
-            }
-            _ = sleep_until(next_relist) => {
-                debug!("periodic re-list");
-                wanted = true;
-                next_relist = Instant::now() + settings.relist_interval;
-            }
-            _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
-                retry_at = None;
+            if self.wait().await.is_break() {
+                break;
             }
         }
     }
-    debug!("topic watch stopped");
+
+    /// Lists the topic if a session is up, and takes the outcome; `Break`
+    /// if cancelled meanwhile.
+    async fn list_topic(&mut self) -> ControlFlow<()> {
+        let slot = self.session.borrow_and_update().clone();
+        let Some(client) = slot.client else {
+            return ControlFlow::Continue(());
+        };
+        if self.generation != Some(slot.generation) {
+            // The watches of an old session are dead.
+            self.watches.clear();
+            self.generation = Some(slot.generation);
+        }
+        self.watches.drain_fired();
+        let previous = self.routes.borrow().clone();
+        let mut reader = Reader {
+            client: &client,
+            watches: Some(&mut self.watches),
+            reported: Some(&mut self.reported),
+        };
+        let listing = list(
+            &mut reader,
+            &self.context.paths,
+            &self.topic,
+            self.context.session.settings(),
+            previous.as_deref(),
+        );
+        let result = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
+            result = listing => result,
+        };
+        match result {
+            Ok(route) => self.listed(route),
+            Err(error) => self.failed(&error),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// After a complete listing: publishes the route and plans the next
+    /// periodic re-list.
+    fn listed(&mut self, route: TopicRoute) {
+        self.watches.finish_listing(true);
+        self.reported.finish_listing(true);
+        debug!(
+            pending_watches = self.watches.pending(),
+            armed_total = self.watches.armed_total(),
+            "listed"
+        );
+        publish(&self.routes, route);
+        self.wanted = false;
+        self.backoff.reset();
+        self.next_relist = Instant::now() + self.context.session.settings().relist_interval;
+    }
+
+    /// After a failed listing: keeps the last route and plans a retry after
+    /// the next backoff delay.
+    fn failed(&mut self, error: &ZkError) {
+        self.watches.finish_listing(false);
+        self.reported.finish_listing(false);
+        let delay = self.backoff.next_delay();
+        if session_ended(error) {
+            // The session task is opening a new one; its
+            // arrival triggers the next listing.
+            debug!(%error, "listing interrupted by the end of the session");
+        } else {
+            warn!(%error, retry_in = ?delay, "listing the topic failed; keeping the last route");
+        }
+        self.retry_at = Some(Instant::now() + delay);
+    }
+
+    /// Waits for a new session, a fired watch, the periodic re-list or the
+    /// end of a retry delay; `Break` if cancelled or the session side is gone.
+    async fn wait(&mut self) -> ControlFlow<()> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
+            changed = self.session.changed() => {
+                if changed.is_err() {
+                    return ControlFlow::Break(());
+                }
+                // New session or reconnected: list again now.
+                self.wanted = true;
+                self.retry_at = None;
+            }
+            (key, event) = self.watches.next_fired() => {
+                debug!(?key, event = ?event.event_type, state = ?event.session_state, "watch fired");
+                self.wanted = true;
+            }
+            _ = sleep_until(self.next_relist) => {
+                debug!("periodic re-list");
+                self.wanted = true;
+                self.next_relist = Instant::now() + self.context.session.settings().relist_interval;
+            }
+            _ = sleep_until(self.retry_at.unwrap_or_else(Instant::now)), if self.retry_at.is_some() => {
+                self.retry_at = None;
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Whether a listing failed because its session is over (expired, closed).
@@ -156,64 +226,90 @@ fn publish(routes: &RouteSender, route: TopicRoute) {
 mod tests {
     use std::time::Duration;
 
-    use zookeeper_client::{Acls, CreateMode};
+    use zookeeper_client::{Acls, Client, CreateMode};
 
     use super::*;
     use crate::discovery::watches::WatchKey;
     use crate::discovery::{ZkPaths, ZkSettings};
     use metaq_testkit::{unique_root, ZkServer};
 
+    /// Topic `t` served by brokers 0 and 1 (two partitions each) under a
+    /// fresh root, and what a listing of it needs.
+    struct Topic {
+        client: Client,
+        paths: ZkPaths,
+        settings: ZkSettings,
+    }
+
+    impl Topic {
+        /// Registers both brokers' master nodes and topic entries.
+        async fn create() -> Topic {
+            let zk = ZkServer::shared();
+            let client = zk.client().await;
+            let root = unique_root();
+            let paths = ZkPaths::new(&root);
+            let settings = ZkSettings::new(zk.connect_string()).with_root(&root);
+            let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+            for id in [0, 1] {
+                client.mkdir(&paths.broker(id), &persistent).await.unwrap();
+                client
+                    .create(
+                        &paths.broker_master(id),
+                        format!("meta://h:{}", 8000 + id).as_bytes(),
+                        &ephemeral,
+                    )
+                    .await
+                    .unwrap();
+            }
+            client
+                .mkdir(&paths.topic_pub("t"), &persistent)
+                .await
+                .unwrap();
+            for id in [0, 1] {
+                client
+                    .create(
+                        &paths.topic_pub_broker("t", id),
+                        crate::discovery::TopicBroker::master(id, 2)
+                            .to_json()
+                            .as_bytes(),
+                        &ephemeral,
+                    )
+                    .await
+                    .unwrap();
+            }
+            Topic {
+                client,
+                paths,
+                settings,
+            }
+        }
+
+        /// One complete listing that arms `watches`.
+        async fn list(&self, watches: &mut Watches, previous: Option<&TopicRoute>) -> TopicRoute {
+            let mut reader = Reader {
+                client: &self.client,
+                watches: Some(&mut *watches),
+                reported: None,
+            };
+            let route = list(&mut reader, &self.paths, "t", &self.settings, previous)
+                .await
+                .unwrap();
+            watches.finish_listing(true);
+            route
+        }
+    }
+
     /// Re-listing without changes arms no new watch; a change re-arms
     /// exactly the watches that fired; a removed broker's watches go.
     #[tokio::test]
     async fn relisting_does_not_accumulate_watches() {
-        let zk = ZkServer::shared();
-        let client = zk.client().await;
-        let root = unique_root();
-        let paths = ZkPaths::new(&root);
-        let settings = ZkSettings::new(zk.connect_string()).with_root(&root);
-        let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-        for id in [0, 1] {
-            client.mkdir(&paths.broker(id), &persistent).await.unwrap();
-            client
-                .create(
-                    &paths.broker_master(id),
-                    format!("meta://h:{}", 8000 + id).as_bytes(),
-                    &ephemeral,
-                )
-                .await
-                .unwrap();
-        }
-        client
-            .mkdir(&paths.topic_pub("t"), &persistent)
-            .await
-            .unwrap();
-        for id in [0, 1] {
-            client
-                .create(
-                    &paths.topic_pub_broker("t", id),
-                    crate::discovery::TopicBroker::master(id, 2)
-                        .to_json()
-                        .as_bytes(),
-                    &ephemeral,
-                )
-                .await
-                .unwrap();
-        }
-
+        let topic = Topic::create().await;
+        let (client, paths) = (&topic.client, &topic.paths);
         let mut watches = Watches::new();
         let mut previous = None;
         for _ in 0..5 {
-            let mut reader = Reader {
-                client: &client,
-                watches: Some(&mut watches),
-                reported: None,
-            };
-            let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
-                .await
-                .unwrap();
-            watches.finish_listing(true);
+            let route = topic.list(&mut watches, previous.as_ref()).await;
             assert_eq!(route.partitions.len(), 4);
             previous = Some(route);
         }
@@ -230,15 +326,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(key, WatchKey::Exists(paths.broker_master(1)));
-        let mut reader = Reader {
-            client: &client,
-            watches: Some(&mut watches),
-            reported: None,
-        };
-        let route = list(&mut reader, &paths, "t", &settings, previous.as_ref())
-            .await
-            .unwrap();
-        watches.finish_listing(true);
+        let route = topic.list(&mut watches, previous.as_ref()).await;
         assert_eq!(route.brokers[&1].port, 9001);
         assert_eq!(watches.pending(), 5);
         assert_eq!(watches.armed_total(), 6);
@@ -254,15 +342,7 @@ mod tests {
             assert!(Instant::now() < deadline, "broker 1 still listed");
             let _ = tokio::time::timeout(Duration::from_millis(200), watches.next_fired()).await;
             watches.drain_fired();
-            let mut reader = Reader {
-                client: &client,
-                watches: Some(&mut watches),
-                reported: None,
-            };
-            route = list(&mut reader, &paths, "t", &settings, Some(&route))
-                .await
-                .unwrap();
-            watches.finish_listing(true);
+            route = topic.list(&mut watches, Some(&route)).await;
         }
         // Children of topics-pub, broker 0's entry and master.
         assert_eq!(watches.pending(), 3);

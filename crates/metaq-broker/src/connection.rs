@@ -8,12 +8,14 @@
 //! decoded are still written before the socket closes.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +25,7 @@ use super::handler::Reply;
 use super::put_batch::{one, Answers, PutBatch};
 use super::shared::{Shared, Stats};
 use super::transactions::TxSession;
-use metaq::protocol::{DecodeLimits, Request, Response, ServerCodec, DEFAULT_MAX_LINE};
+use metaq::protocol::{CodecError, DecodeLimits, Request, Response, ServerCodec, DEFAULT_MAX_LINE};
 
 /// Requests read ahead of their answers before reading pauses.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -48,79 +50,129 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Serves the connection until it ends, then rolls back its open transactions.
 async fn run(shared: Arc<Shared>, stream: TcpStream, stop: Stop) {
-    let (read_half, mut write_half) = stream.into_split();
+    let (read_half, write_half) = stream.into_split();
     let limits = DecodeLimits {
         max_line: DEFAULT_MAX_LINE,
         max_body: shared.config.max_message_size,
     };
-    let mut frames = FramedRead::new(read_half, ServerCodec::new(limits));
-    let mut in_flight: FuturesUnordered<Answers> = FuturesUnordered::new();
-    let mut puts = PutBatch::default();
-    let mut txs = TxSession::new(Arc::clone(&shared));
-    let mut out = BytesMut::new();
-    let mut reading = true;
+    let mut connection = Connection {
+        frames: FramedRead::new(read_half, ServerCodec::new(limits)),
+        write_half,
+        in_flight: FuturesUnordered::new(),
+        puts: PutBatch::default(),
+        txs: TxSession::new(Arc::clone(&shared)),
+        out: BytesMut::new(),
+        reading: true,
+        shared,
+        stop,
+    };
+    connection.run().await;
+    connection.txs.rollback_all();
+}
 
-    while reading || !in_flight.is_empty() {
-        tokio::select! {
-            biased;
-            _ = stop.kill.cancelled() => break,
-            _ = stop.drain.cancelled(), if reading => reading = false,
-            Some(responses) = in_flight.next() => {
-                responses.iter().for_each(|r| write(&mut out, r));
-                // Coalesce every other answer that is already done.
-                while let Some(Some(responses)) = in_flight.next().now_or_never() {
-                    responses.iter().for_each(|r| write(&mut out, r));
-                }
-                // A client that stops reading must not keep this task (and
-                // the broker it holds) alive past a kill.
-                tokio::select! {
-                    written = write_half.write_all(&out) => if let Err(e) = written {
-                        debug!(error = %e, "write failed; closing");
-                        break;
-                    },
-                    _ = stop.kill.cancelled() => break,
-                }
-                out.clear();
-            }
-            expired = txs.next_expired() => txs.expire(expired),
-            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => {
-                // Take every request already buffered: plain puts are
-                // appended together, anything else in its turn.
-                let mut frame = frame;
-                loop {
-                    match frame {
-                        None => reading = false,
-                        Some(Err(e)) => {
-                            warn!(error = %e, "bad frame; closing the connection");
-                            reading = false;
-                        }
-                        Some(Ok(Request::Quit)) => reading = false,
-                        Some(Ok(_)) if shared.faults.stalled() => {}
-                        Some(Ok(Request::Put(put))) if put.tx_key.is_none() => {
-                            puts.add(&shared, put);
-                        }
-                        Some(Ok(request)) => {
-                            // Puts read before it are queued before it.
-                            submit(&shared, &mut puts, &mut in_flight);
-                            if let Some(reply) = dispatch(&shared, &mut txs, request) {
-                                in_flight.push(delayed(&shared, one(reply)));
-                            }
-                        }
-                    }
-                    if !reading || in_flight.len() + puts.len() >= MAX_IN_FLIGHT {
+/// One connection's state while it is served.
+struct Connection {
+    shared: Arc<Shared>,
+    stop: Stop,
+    frames: FramedRead<OwnedReadHalf, ServerCodec>,
+    write_half: OwnedWriteHalf,
+    /// Answers not written yet.
+    in_flight: FuturesUnordered<Answers>,
+    /// Plain puts read but not queued yet.
+    puts: PutBatch,
+    txs: TxSession,
+    /// Encoded answers, written together.
+    out: BytesMut,
+    /// Whether requests are still read (not after the end of the stream,
+    /// QUIT, a bad frame or a drain).
+    reading: bool,
+}
+
+impl Connection {
+    /// Reads requests and writes answers until the client is done and
+    /// everything read is answered, a write fails, or the connection is killed.
+    async fn run(&mut self) {
+        while self.reading || !self.in_flight.is_empty() {
+            tokio::select! {
+                biased;
+                _ = self.stop.kill.cancelled() => break,
+                _ = self.stop.drain.cancelled(), if self.reading => self.reading = false,
+                Some(responses) = self.in_flight.next() => {
+                    if self.write_answers(responses).await.is_break() {
                         break;
                     }
-                    match frames.next().now_or_never() {
-                        Some(next) => frame = next,
-                        None => break,
-                    }
                 }
-                submit(&shared, &mut puts, &mut in_flight);
+                expired = self.txs.next_expired() => self.txs.expire(expired),
+                frame = self.frames.next(), if self.reading && self.in_flight.len() < MAX_IN_FLIGHT => {
+                    self.read_requests(frame);
+                }
             }
         }
     }
-    txs.rollback_all();
+
+    /// Writes `responses` and every other answer already done in one write;
+    /// `Break` if the write failed or the connection was killed meanwhile.
+    async fn write_answers(&mut self, responses: Vec<Response>) -> ControlFlow<()> {
+        responses.iter().for_each(|r| write(&mut self.out, r));
+        // Coalesce every other answer that is already done.
+        while let Some(Some(responses)) = self.in_flight.next().now_or_never() {
+            responses.iter().for_each(|r| write(&mut self.out, r));
+        }
+        // A client that stops reading must not keep this task (and
+        // the broker it holds) alive past a kill.
+        tokio::select! {
+            written = self.write_half.write_all(&self.out) => if let Err(e) = written {
+                debug!(error = %e, "write failed; closing");
+                return ControlFlow::Break(());
+            },
+            _ = self.stop.kill.cancelled() => return ControlFlow::Break(()),
+        }
+        self.out.clear();
+        ControlFlow::Continue(())
+    }
+
+    /// Takes `frame` and every request already buffered behind it: plain
+    /// puts are appended together, anything else in its turn.
+    fn read_requests(&mut self, frame: Option<Result<Request, CodecError>>) {
+        let mut frame = frame;
+        loop {
+            self.take_frame(frame);
+            if !self.reading || self.in_flight.len() + self.puts.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            match self.frames.next().now_or_never() {
+                Some(next) => frame = next,
+                None => break,
+            }
+        }
+        submit(&self.shared, &mut self.puts, &mut self.in_flight);
+    }
+
+    /// Takes one frame read (`None`: the end of the stream).
+    fn take_frame(&mut self, frame: Option<Result<Request, CodecError>>) {
+        let shared = &self.shared;
+        match frame {
+            None => self.reading = false,
+            Some(Err(e)) => {
+                warn!(error = %e, "bad frame; closing the connection");
+                self.reading = false;
+            }
+            Some(Ok(Request::Quit)) => self.reading = false,
+            Some(Ok(_)) if shared.faults.stalled() => {}
+            Some(Ok(Request::Put(put))) if put.tx_key.is_none() => {
+                self.puts.add(shared, put);
+            }
+            Some(Ok(request)) => {
+                // Puts read before it are queued before it.
+                submit(shared, &mut self.puts, &mut self.in_flight);
+                if let Some(reply) = dispatch(shared, &mut self.txs, request) {
+                    self.in_flight.push(delayed(shared, one(reply)));
+                }
+            }
+        }
+    }
 }
 
 fn dispatch(shared: &Arc<Shared>, txs: &mut TxSession, request: Request) -> Option<Reply> {

@@ -61,6 +61,51 @@ fn xa_unsupported(opaque: i32) -> Reply {
     )
 }
 
+/// Checks a put of an open transaction before it is held: its partition,
+/// topic, size and checksum, and what the connection already holds
+/// (`held` bytes). The partition it goes to, or the error to answer.
+fn check_tx_put(shared: &Shared, held: usize, put: &PutRequest) -> Result<u32, Reply> {
+    let opaque = put.opaque;
+    if put.partition == -1 {
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            opaque,
+            "Invalid partition for transaction command:-1",
+        ));
+    }
+    let target = match shared.check_put(&put.topic, put.partition, put.body.len(), false) {
+        Ok(target) => target,
+        Err(detail) => {
+            Stats::bump(&shared.stats.put_failed);
+            let text = shared.put_failure(&put.topic, put.partition, &detail);
+            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text));
+        }
+    };
+    // The Java broker skips this check for transactional puts; a
+    // development broker should catch a client that sends a bad CRC.
+    if let Some(expected) = put.checksum.filter(|c| *c != -1) {
+        if expected != checksum(&put.body) {
+            Stats::bump(&shared.stats.put_failed);
+            let text = shared.put_failure(
+                &put.topic,
+                put.partition,
+                "Checksum failure,message may be corrupted when transfering on networking.",
+            );
+            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text));
+        }
+    }
+    let limit = MAX_HELD_MESSAGES * shared.config.max_message_size;
+    if held + put.body.len() > limit {
+        Stats::bump(&shared.stats.put_failed);
+        let detail = format!(
+            "the open transactions of this connection would hold over {limit} bytes; commit or roll back first"
+        );
+        let text = shared.put_failure(&put.topic, put.partition, &detail);
+        return Err(error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text));
+    }
+    Ok(target.partition)
+}
+
 impl TxSession {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
@@ -166,49 +211,16 @@ impl TxSession {
             Stats::bump(&shared.stats.put_failed);
             return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, not_started(&key));
         };
-        if put.partition == -1 {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                opaque,
-                "Invalid partition for transaction command:-1",
-            );
-        }
-        let target = match shared.check_put(&put.topic, put.partition, put.body.len(), false) {
-            Ok(target) => target,
-            Err(detail) => {
-                Stats::bump(&shared.stats.put_failed);
-                let text = shared.put_failure(&put.topic, put.partition, &detail);
-                return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
-            }
+        let partition = match check_tx_put(shared, self.held, &put) {
+            Ok(partition) => partition,
+            Err(reply) => return reply,
         };
-        // The Java broker skips this check for transactional puts; a
-        // development broker should catch a client that sends a bad CRC.
-        if let Some(expected) = put.checksum.filter(|c| *c != -1) {
-            if expected != checksum(&put.body) {
-                Stats::bump(&shared.stats.put_failed);
-                let text = shared.put_failure(
-                    &put.topic,
-                    put.partition,
-                    "Checksum failure,message may be corrupted when transfering on networking.",
-                );
-                return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
-            }
-        }
-        let limit = MAX_HELD_MESSAGES * shared.config.max_message_size;
-        if self.held + put.body.len() > limit {
-            Stats::bump(&shared.stats.put_failed);
-            let detail = format!(
-                "the open transactions of this connection would hold over {limit} bytes; commit or roll back first"
-            );
-            let text = shared.put_failure(&put.topic, put.partition, &detail);
-            return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
-        }
         self.held += put.body.len();
         tx.bytes += put.body.len();
         let id = shared.ids.next_id();
         tx.puts.push((
             put.topic,
-            target.partition,
+            partition,
             Record {
                 id,
                 flag: put.flag,
@@ -218,7 +230,7 @@ impl TxSession {
         ready(Response::text(
             StatusCode::SUCCESS,
             opaque,
-            format!("{id} {} -1", target.partition),
+            format!("{id} {partition} -1"),
         ))
     }
 

@@ -156,17 +156,7 @@ fn parse_flush(text: &str) -> Result<FlushPolicy, String> {
 
 /// Checks every argument before anything starts.
 fn plan(args: BenchArgs) -> Result<Plan, String> {
-    let kind = match (args.zk, args.local, args.null) {
-        (Some(zk), None, false) => TargetKind::Zk(zk),
-        (None, Some(0), false) => return Err("--local needs at least 1 broker".into()),
-        (None, Some(n), false) if n > 64 => return Err("--local takes at most 64 brokers".into()),
-        (None, Some(n), false) => TargetKind::Local(n),
-        (None, None, true) => TargetKind::Null,
-        (None, None, false) => {
-            return Err("say what to send to: --zk CONNECT, --local N or --null".into());
-        }
-        _ => return Err("--zk, --local and --null exclude each other; give one".into()),
-    };
+    let kind = target_kind(args.zk, args.local, args.null)?;
     metaq::protocol::validate_topic(&args.topic).map_err(|e| format!("--topic: {e}"))?;
     if !(1..=1024).contains(&args.partitions) {
         return Err("--partitions must be 1 to 1024".into());
@@ -222,6 +212,21 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
         baseline,
         runs: args.runs,
         json: args.json,
+    })
+}
+
+/// The target of `--zk`, `--local` and `--null`: exactly one of them.
+fn target_kind(zk: Option<String>, local: Option<u16>, null: bool) -> Result<TargetKind, String> {
+    Ok(match (zk, local, null) {
+        (Some(zk), None, false) => TargetKind::Zk(zk),
+        (None, Some(0), false) => return Err("--local needs at least 1 broker".into()),
+        (None, Some(n), false) if n > 64 => return Err("--local takes at most 64 brokers".into()),
+        (None, Some(n), false) => TargetKind::Local(n),
+        (None, None, true) => TargetKind::Null,
+        (None, None, false) => {
+            return Err("say what to send to: --zk CONNECT, --local N or --null".into());
+        }
+        _ => return Err("--zk, --local and --null exclude each other; give one".into()),
     })
 }
 
@@ -309,47 +314,111 @@ async fn all_runs(
 
 /// Prints the runs and their medians; whether no message failed.
 fn print(plan: &Plan, servers: &[(u32, SocketAddr)], results: &[RunResult]) -> bool {
-    let metaq: Vec<Figures> = results.iter().map(|r| r.metaq.clone()).collect();
-    let raw: Vec<Figures> = results.iter().filter_map(|r| r.raw.clone()).collect();
-    let metaq_median = Figures::median(&metaq);
-    let raw_median = (!raw.is_empty()).then(|| Figures::median(&raw));
-    let ratio = raw_median
-        .as_ref()
-        .map(|raw| Ratio::new(&metaq_median, raw));
-    let failed: u64 = metaq.iter().chain(&raw).map(|f| f.failed).sum();
-    let work = &plan.work;
+    let summary = Summary::new(results);
     if plan.json {
-        let runs: Vec<_> = results
-            .iter()
-            .enumerate()
-            .map(|(i, r)| json!({ "run": i + 1, "metaq": r.metaq, "raw": r.raw }))
-            .collect();
-        let document = json!({
-            "mode": work.mode.name(),
-            "target": plan.target.kind.name(),
-            // Only the servers this bench started (none with --zk).
-            "servers": servers
-                .iter()
-                .map(|(pid, addr)| json!({ "pid": pid, "addr": addr.to_string() }))
-                .collect::<Vec<_>>(),
-            "topic": work.topic,
-            "threads": plan.threads,
-            "size": work.payload.len(),
-            "count": work.count,
-            "window": work.window,
-            "batch": matches!(work.mode, Mode::Transaction | Mode::Batch).then_some(work.batch),
-            "baseline": plan.baseline.then_some("raw"),
-            "latency_of": if work.mode == Mode::Transaction { "transaction" } else { "message" },
-            "cpu_accounting": CPU_ACCOUNTING,
-            "runs": runs,
-            "median": { "metaq": metaq_median, "raw": raw_median },
-            "ratio": ratio,
-            "sent": metaq.iter().map(|f| f.sent).sum::<u64>(),
-            "failed": failed,
-        });
-        say!("{document}");
-        return failed == 0;
+        say!("{}", json_document(plan, servers, results, &summary));
+    } else {
+        print_lines(plan, results, &summary);
     }
+    summary.failed == 0
+}
+
+/// What the runs add up to: medians, the metaq/raw ratio, totals.
+struct Summary {
+    metaq_median: Figures,
+    raw_median: Option<Figures>,
+    ratio: Option<Ratio>,
+    /// Messages metaq sent over every run.
+    sent: u64,
+    /// Messages that failed over every run, metaq's and raw's.
+    failed: u64,
+}
+
+impl Summary {
+    /// Sums up `results`.
+    fn new(results: &[RunResult]) -> Summary {
+        let metaq: Vec<Figures> = results.iter().map(|r| r.metaq.clone()).collect();
+        let raw: Vec<Figures> = results.iter().filter_map(|r| r.raw.clone()).collect();
+        let metaq_median = Figures::median(&metaq);
+        let raw_median = (!raw.is_empty()).then(|| Figures::median(&raw));
+        let ratio = raw_median
+            .as_ref()
+            .map(|raw| Ratio::new(&metaq_median, raw));
+        Summary {
+            sent: metaq.iter().map(|f| f.sent).sum(),
+            failed: metaq.iter().chain(&raw).map(|f| f.failed).sum(),
+            metaq_median,
+            raw_median,
+            ratio,
+        }
+    }
+}
+
+/// The `--json` document: the settings, every run, the medians and totals.
+fn json_document(
+    plan: &Plan,
+    servers: &[(u32, SocketAddr)],
+    results: &[RunResult],
+    summary: &Summary,
+) -> serde_json::Value {
+    let work = &plan.work;
+    let runs: Vec<_> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| json!({ "run": i + 1, "metaq": r.metaq, "raw": r.raw }))
+        .collect();
+    json!({
+        "mode": work.mode.name(),
+        "target": plan.target.kind.name(),
+        // Only the servers this bench started (none with --zk).
+        "servers": servers
+            .iter()
+            .map(|(pid, addr)| json!({ "pid": pid, "addr": addr.to_string() }))
+            .collect::<Vec<_>>(),
+        "topic": work.topic,
+        "threads": plan.threads,
+        "size": work.payload.len(),
+        "count": work.count,
+        "window": work.window,
+        "batch": matches!(work.mode, Mode::Transaction | Mode::Batch).then_some(work.batch),
+        "baseline": plan.baseline.then_some("raw"),
+        "latency_of": if work.mode == Mode::Transaction { "transaction" } else { "message" },
+        "cpu_accounting": CPU_ACCOUNTING,
+        "runs": runs,
+        "median": { "metaq": summary.metaq_median, "raw": summary.raw_median },
+        "ratio": summary.ratio,
+        "sent": summary.sent,
+        "failed": summary.failed,
+    })
+}
+
+/// Prints the lines for people: a header, one line per run, the medians
+/// and the ratio.
+fn print_lines(plan: &Plan, results: &[RunResult], summary: &Summary) {
+    say!("{}", header(plan));
+    say!("cpu: {CPU_ACCOUNTING}");
+    for (i, result) in results.iter().enumerate() {
+        if let Some(raw) = &result.raw {
+            say!("{}", report::line(&format!("run {} raw", i + 1), raw));
+        }
+        say!(
+            "{}",
+            report::line(&format!("run {} metaq", i + 1), &result.metaq)
+        );
+    }
+    if let Some(raw) = &summary.raw_median {
+        say!("{}", report::line("median raw", raw));
+    }
+    say!("{}", report::line("median metaq", &summary.metaq_median));
+    if let Some(ratio) = &summary.ratio {
+        say!("{}", report::ratio_line(ratio));
+    }
+}
+
+/// The header line: what is measured, against which servers, with what
+/// settings.
+fn header(plan: &Plan) -> String {
+    let work = &plan.work;
     let servers = match &plan.target.kind {
         TargetKind::Zk(connect) => format!("the cluster at {connect}"),
         TargetKind::Local(n) => format!(
@@ -381,23 +450,5 @@ fn print(plan: &Plan, servers: &[(u32, SocketAddr)], results: &[RunResult]) -> b
             work.transactions_at_once()
         )),
     }
-    say!("{header}");
-    say!("cpu: {CPU_ACCOUNTING}");
-    for (i, result) in results.iter().enumerate() {
-        if let Some(raw) = &result.raw {
-            say!("{}", report::line(&format!("run {} raw", i + 1), raw));
-        }
-        say!(
-            "{}",
-            report::line(&format!("run {} metaq", i + 1), &result.metaq)
-        );
-    }
-    if let Some(raw) = &raw_median {
-        say!("{}", report::line("median raw", raw));
-    }
-    say!("{}", report::line("median metaq", &metaq_median));
-    if let Some(ratio) = &ratio {
-        say!("{}", report::ratio_line(ratio));
-    }
-    failed == 0
+    header
 }

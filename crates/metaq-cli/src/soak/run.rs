@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metaq::Producer;
+use metaq::{Producer, ProducerStats};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,8 @@ use super::cluster::{Cluster, ClusterSpec};
 use super::ledger::Ledger;
 use super::load::{self, LoadSpec};
 use super::report::{ProducerFigures, Report};
-use super::{note, verify, Plan, TOPIC};
+use super::verify::{self, Verdict};
+use super::{note, Plan, TOPIC};
 
 /// The MetaQ root in the private ZooKeeper.
 const ROOT: &str = "/meta";
@@ -29,116 +30,194 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// the fault schedule's.
 const LOAD_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// Runs one soak: starts the cluster, the producer and the faults, sends
+/// for the planned time, stops everything and checks what was stored.
 pub(crate) async fn soak(plan: Plan) -> Result<Report, String> {
-    let interrupted = on_signals()?;
-    note(&format!(
-        "seed {seed} (--seed {seed} makes the same choices); starting ZooKeeper and {} brokers",
-        plan.brokers,
-        seed = plan.seed
-    ));
-    let spec = ClusterSpec {
-        brokers: plan.brokers,
-        partitions: plan.partitions,
-        topic: TOPIC.to_owned(),
-        root: ROOT.to_owned(),
-    };
-    let cluster = blocking(move || Cluster::start(spec)).await??;
-    let (zk_pid, zk_connect, zk_dir) = cluster.zk();
-    note(&format!("zookeeper: pid {zk_pid}, {zk_connect}, {zk_dir}"));
-    for i in 0..cluster.brokers() {
-        let (id, pid, port) = cluster.describe(i);
-        let data_dir = cluster.data_dirs()[i].display().to_string();
-        note(&format!(
-            "broker {id}: pid {}, 127.0.0.1:{port}, {data_dir}",
-            pid.unwrap_or(0)
-        ));
-    }
-    let producer = match start_producer(&zk_connect).await {
-        Ok(producer) => producer,
-        Err(e) => {
-            let _ = blocking(move || cluster.stop(|_| ())).await;
-            return Err(e);
-        }
-    };
-    let counts = Arc::new(FaultCounts::default());
-    let ending = CancellationToken::new();
-    let chaos_failed = CancellationToken::new();
-    let chaos = Chaos::spawn(
-        cluster,
-        plan.seed,
-        Arc::clone(&counts),
-        ending.clone(),
-        chaos_failed.clone(),
-    );
-    let chaos = match chaos {
-        Ok(chaos) => chaos,
-        Err(e) => {
-            producer.close().await;
-            return Err(e);
-        }
-    };
-    let ledger = Arc::new(Ledger::default());
-    let spec = LoadSpec {
-        topic: TOPIC.to_owned(),
-        rate: plan.rate,
-        window: ((plan.rate * 2.0).ceil() as usize).clamp(64, 20_000),
-        seed: plan.seed ^ LOAD_SALT,
-    };
-    let mut sending = tokio::spawn(load::run(
-        producer.clone(),
-        spec,
-        Arc::clone(&ledger),
-        ending.clone(),
-    ));
-    note(&format!(
-        "sending {} msgs/s for {:.0} s",
-        plan.rate,
-        plan.duration.as_secs_f64()
-    ));
-    let started = Instant::now();
-    wait_for_the_end(plan.duration, &interrupted, &chaos_failed, &ledger, &counts).await;
-    let ran = started.elapsed();
-    ending.cancel();
-    note("stopping the load; waiting for the sends in flight");
-    if tokio::time::timeout(DRAIN_LIMIT, &mut sending)
-        .await
-        .is_err()
-    {
-        sending.abort();
-        note("the sends in flight did not end in time; they count as unfinished");
-    }
+    let soak = Soak::new(plan, on_signals()?);
+    let cluster = soak.start_cluster().await?;
+    let (producer, chaos) = soak.start_producer_and_chaos(cluster).await?;
+    let ran = soak.run_load(&producer).await;
     let stats = producer.stats();
     producer.close().await;
     let (cluster, chaos_outcome) = blocking(move || chaos.join()).await?;
-    note("stopping the brokers (SIGTERM) and ZooKeeper, then reading every data directory");
-    let (plain, txs) = (ledger.plain(), ledger.txs());
-    let (sent_plain, scanned_txs) = (plain.len(), txs.clone());
-    let (stored, shutdown_problems) =
-        blocking(move || cluster.stop(|dirs| verify::scan(dirs, TOPIC, sent_plain, &scanned_txs)))
-            .await?;
-    let verdict = verify::check(&plain, &txs, &stored?);
-    let mut report = Report {
-        seed: plan.seed,
-        brokers: plan.brokers,
-        partitions: plan.partitions,
-        topic: TOPIC.to_owned(),
-        rate: plan.rate,
-        planned_secs: plan.duration.as_secs_f64(),
-        ran_secs: ran.as_secs_f64(),
-        interrupted: interrupted.is_cancelled(),
-        error: chaos_outcome.err(),
-        verdict,
-        faults: counts.totals(),
-        producer: ProducerFigures {
-            retries: stats.retries,
-            retries_after_maybe_sent: stats.retries_after_maybe_sent,
-        },
-        errors: ledger.samples(),
-        shutdown_problems,
-        ok: false,
-    };
-    report.ok = report.passed();
-    Ok(report)
+    let (verdict, shutdown_problems) = soak.stop_and_verify(cluster).await?;
+    Ok(soak.report(ran, &stats, chaos_outcome, verdict, shutdown_problems))
+}
+
+/// What the steps of one soak share: its plan, the tokens that end it,
+/// and what it counts.
+struct Soak {
+    plan: Plan,
+    /// Cancelled by the first SIGINT or SIGTERM.
+    interrupted: CancellationToken,
+    /// Cancelled when the run is over: stops the load and the faults.
+    ending: CancellationToken,
+    /// Cancelled by the chaos thread when it fails.
+    chaos_failed: CancellationToken,
+    counts: Arc<FaultCounts>,
+    ledger: Arc<Ledger>,
+}
+
+impl Soak {
+    /// A soak of `plan`, interrupted by `interrupted`.
+    fn new(plan: Plan, interrupted: CancellationToken) -> Soak {
+        Soak {
+            plan,
+            interrupted,
+            ending: CancellationToken::new(),
+            chaos_failed: CancellationToken::new(),
+            counts: Arc::new(FaultCounts::default()),
+            ledger: Arc::new(Ledger::default()),
+        }
+    }
+
+    /// Starts ZooKeeper and the brokers, and says where each runs.
+    async fn start_cluster(&self) -> Result<Cluster, String> {
+        let plan = &self.plan;
+        note(&format!(
+            "seed {seed} (--seed {seed} makes the same choices); starting ZooKeeper and {} brokers",
+            plan.brokers,
+            seed = plan.seed
+        ));
+        let spec = ClusterSpec {
+            brokers: plan.brokers,
+            partitions: plan.partitions,
+            topic: TOPIC.to_owned(),
+            root: ROOT.to_owned(),
+        };
+        let cluster = blocking(move || Cluster::start(spec)).await??;
+        let (zk_pid, zk_connect, zk_dir) = cluster.zk();
+        note(&format!("zookeeper: pid {zk_pid}, {zk_connect}, {zk_dir}"));
+        for i in 0..cluster.brokers() {
+            let (id, pid, port) = cluster.describe(i);
+            let data_dir = cluster.data_dirs()[i].display().to_string();
+            note(&format!(
+                "broker {id}: pid {}, 127.0.0.1:{port}, {data_dir}",
+                pid.unwrap_or(0)
+            ));
+        }
+        Ok(cluster)
+    }
+
+    /// Starts the producer on `cluster`, then the chaos thread, which takes
+    /// the cluster over; on a failure, stops what was started.
+    async fn start_producer_and_chaos(
+        &self,
+        cluster: Cluster,
+    ) -> Result<(Producer, Chaos), String> {
+        let (_, zk_connect, _) = cluster.zk();
+        let producer = match start_producer(&zk_connect).await {
+            Ok(producer) => producer,
+            Err(e) => {
+                let _ = blocking(move || cluster.stop(|_| ())).await;
+                return Err(e);
+            }
+        };
+        let chaos = Chaos::spawn(
+            cluster,
+            self.plan.seed,
+            Arc::clone(&self.counts),
+            self.ending.clone(),
+            self.chaos_failed.clone(),
+        );
+        match chaos {
+            Ok(chaos) => Ok((producer, chaos)),
+            Err(e) => {
+                producer.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends through `producer` until the run is over, then stops the load
+    /// and waits for the sends in flight; how long the load ran.
+    async fn run_load(&self, producer: &Producer) -> Duration {
+        let plan = &self.plan;
+        let spec = LoadSpec {
+            topic: TOPIC.to_owned(),
+            rate: plan.rate,
+            window: ((plan.rate * 2.0).ceil() as usize).clamp(64, 20_000),
+            seed: plan.seed ^ LOAD_SALT,
+        };
+        let mut sending = tokio::spawn(load::run(
+            producer.clone(),
+            spec,
+            Arc::clone(&self.ledger),
+            self.ending.clone(),
+        ));
+        note(&format!(
+            "sending {} msgs/s for {:.0} s",
+            plan.rate,
+            plan.duration.as_secs_f64()
+        ));
+        let started = Instant::now();
+        wait_for_the_end(
+            plan.duration,
+            &self.interrupted,
+            &self.chaos_failed,
+            &self.ledger,
+            &self.counts,
+        )
+        .await;
+        let ran = started.elapsed();
+        self.ending.cancel();
+        note("stopping the load; waiting for the sends in flight");
+        if tokio::time::timeout(DRAIN_LIMIT, &mut sending)
+            .await
+            .is_err()
+        {
+            sending.abort();
+            note("the sends in flight did not end in time; they count as unfinished");
+        }
+        ran
+    }
+
+    /// Stops the brokers and ZooKeeper, reads every data directory and
+    /// checks it against the ledger; the verdict and any trouble stopping.
+    async fn stop_and_verify(&self, cluster: Cluster) -> Result<(Verdict, Vec<String>), String> {
+        note("stopping the brokers (SIGTERM) and ZooKeeper, then reading every data directory");
+        let (plain, txs) = (self.ledger.plain(), self.ledger.txs());
+        let (sent_plain, scanned_txs) = (plain.len(), txs.clone());
+        let (stored, shutdown_problems) = blocking(move || {
+            cluster.stop(|dirs| verify::scan(dirs, TOPIC, sent_plain, &scanned_txs))
+        })
+        .await?;
+        Ok((verify::check(&plain, &txs, &stored?), shutdown_problems))
+    }
+
+    /// The soak's report, passed or not.
+    fn report(
+        &self,
+        ran: Duration,
+        stats: &ProducerStats,
+        chaos_outcome: Result<(), String>,
+        verdict: Verdict,
+        shutdown_problems: Vec<String>,
+    ) -> Report {
+        let plan = &self.plan;
+        let mut report = Report {
+            seed: plan.seed,
+            brokers: plan.brokers,
+            partitions: plan.partitions,
+            topic: TOPIC.to_owned(),
+            rate: plan.rate,
+            planned_secs: plan.duration.as_secs_f64(),
+            ran_secs: ran.as_secs_f64(),
+            interrupted: self.interrupted.is_cancelled(),
+            error: chaos_outcome.err(),
+            verdict,
+            faults: self.counts.totals(),
+            producer: ProducerFigures {
+                retries: stats.retries,
+                retries_after_maybe_sent: stats.retries_after_maybe_sent,
+            },
+            errors: self.ledger.samples(),
+            shutdown_problems,
+            ok: false,
+        };
+        report.ok = report.passed();
+        report
+    }
 }
 
 async fn start_producer(zk: &str) -> Result<Producer, String> {
