@@ -27,8 +27,27 @@ pub struct FaultControls<'a> {
     broker: &'a Broker,
 }
 
+// Here rather than in server.rs, so that the server does not import its
+// fault controls: they sit on top of it.
+impl Broker {
+    /// Fault controls for tests: delay or fail answers, stall, refuse or
+    /// cut connections, leave and rejoin ZooKeeper, move to a new address.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(broker: metaq_broker::Broker) {
+    /// use std::time::Duration;
+    /// broker.faults().delay_responses(Duration::from_millis(200));
+    /// # }
+    /// ```
+    pub fn faults(&self) -> FaultControls<'_> {
+        FaultControls::new(self)
+    }
+}
+
 impl<'a> FaultControls<'a> {
-    pub(crate) fn new(broker: &'a Broker) -> Self {
+    fn new(broker: &'a Broker) -> Self {
         FaultControls { broker }
     }
 

@@ -11,7 +11,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::connection::{self, Stop};
-use super::fault_controls::FaultControls;
 use super::registry::Registry;
 use super::shared::Shared;
 use super::store::{MessageStore, StoreConfig};
@@ -201,21 +200,6 @@ impl Broker {
         inner.all.cancel();
         inner.shared.store.close().await;
         info!(broker = id, "broker stopped");
-    }
-
-    /// Fault controls for tests: delay or fail answers, stall, refuse or
-    /// cut connections, leave and rejoin ZooKeeper, move to a new address.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn example(broker: metaq_broker::Broker) {
-    /// use std::time::Duration;
-    /// broker.faults().delay_responses(Duration::from_millis(200));
-    /// # }
-    /// ```
-    pub fn faults(&self) -> FaultControls<'_> {
-        FaultControls::new(self)
     }
 }
 

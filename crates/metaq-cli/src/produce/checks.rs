@@ -6,8 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use metaq::protocol::DEFAULT_MAX_BODY;
 
-use super::delimiter::{key_delimiter, record_delimiter};
-use super::input::Split;
+use super::delimiter::{key_delimiter, record_delimiter, Split};
 use super::{ProduceArgs, SelectorName};
 
 /// The checked arguments, in the forms the sending code uses.

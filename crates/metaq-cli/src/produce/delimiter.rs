@@ -64,6 +64,15 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// How stdin is cut into records: the record delimiter, and the key
+/// delimiter if records carry keys. (input.rs, which reads the records,
+/// does the cutting.)
+#[derive(Clone)]
+pub(crate) struct Split {
+    pub(crate) delimiter: u8,
+    pub(crate) key_delimiter: Option<Vec<u8>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

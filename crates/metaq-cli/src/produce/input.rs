@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::checks::Plan;
+use super::delimiter::Split;
 use super::pace::Pacer;
 use super::ProduceArgs;
 
@@ -29,12 +30,6 @@ pub(super) struct Record {
 }
 
 /// How standard input is cut into records.
-#[derive(Clone)]
-pub(super) struct Split {
-    pub(super) delimiter: u8,
-    pub(super) key_delimiter: Option<Vec<u8>>,
-}
-
 impl Split {
     /// The record `raw` as read (ending with the delimiter unless it is the
     /// last one): the delimiter goes, and with a newline delimiter a `\r`
