@@ -45,6 +45,7 @@
 
 mod broker_stats;
 mod builder;
+mod fixed;
 mod health;
 mod in_flight;
 mod latency_histogram;
@@ -72,6 +73,7 @@ use tracing::debug_span;
 
 pub use broker_stats::BrokerStats;
 pub use builder::ProducerBuilder;
+pub use fixed::BROKER_CHOOSES;
 pub use health::BrokerHealth;
 pub use latency_histogram::LatencySummary;
 pub use route_events::RouteEvent;
@@ -129,7 +131,8 @@ type TopicMap = HashMap<String, Arc<TopicState>, foldhash::fast::RandomState>;
 
 pub(crate) struct ProducerInner {
     pub(crate) config: ProducerConfig,
-    discovery: Discovery,
+    /// ZooKeeper, or the fixed server's one route.
+    discovery: fixed::Routes,
     pool: Arc<ConnectionPool>,
     topics: ArcSwap<TopicMap>,
     /// Serialises the creation of topic states (not taken by sends).
@@ -174,8 +177,32 @@ impl Producer {
         ProducerBuilder::new(zk_connect)
     }
 
+    /// A builder for a producer without ZooKeeper, whose every topic is
+    /// served by the broker at `uri` (`meta://host:port`, Java's
+    /// `serverUrl`).
+    ///
+    /// The same as [`ProducerBuilder::for_server`], which tells what
+    /// changes (the broker chooses each put's partition).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::{Message, Producer};
+    /// let producer = Producer::builder_for_server("meta://127.0.0.1:8123").build().await?;
+    /// producer.send(Message::new("orders", "hello")).await?;
+    /// assert!(producer.zk_session_info().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_for_server(uri: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder::for_server(uri)
+    }
+
     pub(crate) async fn connect(config: ProducerConfig) -> Result<Producer> {
-        let discovery = Discovery::connect(config.zk.clone()).await?;
+        let discovery = match &config.server {
+            Some(server) => fixed::Routes::fixed(server.clone()),
+            None => fixed::Routes::ZooKeeper(Discovery::connect(config.zk.clone()).await?),
+        };
         let pool = Arc::new(ConnectionPool::new(ConnectionSettings {
             connect_timeout: config.connect_timeout,
             heartbeat_interval: config.heartbeat_interval,
