@@ -425,11 +425,14 @@ impl ProducerBuilder {
     }
 
     /// Connects to ZooKeeper (bounded by the connect timeout) and returns
-    /// the producer. Publishes the default topic, if any.
+    /// the producer; a builder made by [`for_server`](Self::for_server)
+    /// opens no ZooKeeper session and contacts nothing here (connections
+    /// open with the first topic). Publishes the default topic, if any.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for settings that cannot work (checked before
+    /// [`Error::Config`] for settings that cannot work, such as a
+    /// `for_server` address that is not `meta://host:port` (checked before
     /// anything is contacted); [`Error::ZooKeeper`] if no session opened
     /// within the connect timeout; [`Error::TopicUnavailable`] if the
     /// default topic was not listed within the publish timeout.

@@ -34,6 +34,13 @@
 //! `metaq_send_latency_seconds` and the gauge `metaq_in_flight` (attempts
 //! awaiting an answer).
 //!
+//! # One broker, without ZooKeeper
+//!
+//! [`Producer::builder_for_server`] (Java's `serverUrl`) builds a producer
+//! whose every topic is served by one broker, with no ZooKeeper session;
+//! the broker chooses each put's partition. See
+//! [`ProducerBuilder::for_server`] for what changes.
+//!
 //! # Where this differs from the Java client
 //!
 //! * Discovery diffs broker sets instead of closing and reopening every
@@ -120,6 +127,7 @@ impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("root", &self.inner.config.zk.root)
+            .field("server", &self.inner.config.server)
             .field("topics", &self.inner.topics.load().len())
             .finish()
     }
@@ -523,7 +531,9 @@ impl Producer {
     /// how many (`RecvError::Lagged`); the current routes are then in
     /// [`partitions`](Self::partitions) and [`health`](Self::health). The
     /// channel closes (`RecvError::Closed`) when the last handle of the
-    /// producer is dropped.
+    /// producer is dropped. A producer built with
+    /// [`ProducerBuilder::for_server`] has a route that never changes: it
+    /// tells nothing.
     ///
     /// # Examples
     ///
@@ -554,7 +564,9 @@ impl Producer {
 
     /// The partitions a topic has right now (empty if unknown or unserved).
     ///
-    /// Only topics this producer published or sent to are known.
+    /// Only topics this producer published or sent to are known. A
+    /// producer built with [`ProducerBuilder::for_server`] lists
+    /// [`BROKER_CHOOSES`] alone: the broker chooses each put's partition.
     ///
     /// # Examples
     ///
@@ -578,7 +590,8 @@ impl Producer {
     /// The brokers of a topic as the producer sees them now: connected or
     /// not, avoided after a failure, slow, their latency and requests in
     /// flight, in broker-id order. Empty for a topic this producer has not
-    /// published or sent to, or that no broker serves.
+    /// published or sent to, or that no broker serves. With
+    /// [`ProducerBuilder::for_server`], the one broker, as id 0.
     ///
     /// # Examples
     ///
