@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::selector::{PartitionSelector, RoundRobin};
 use super::slow_brokers::SlowBrokers;
 use super::Producer;
+use crate::cluster::BrokerUri;
 use crate::discovery::{normalize_root, ZkSettings};
 use crate::error::{Error, Result};
 use crate::protocol::{validate_topic, DEFAULT_MAX_BODY};
@@ -30,6 +31,8 @@ pub(crate) struct ProducerConfig {
     /// `None`: strict round-robin over usable brokers.
     pub(crate) slow_brokers: Option<SlowBrokers>,
     pub(crate) dedupe_ids: bool,
+    /// A fixed broker instead of ZooKeeper (`ProducerBuilder::for_server`).
+    pub(crate) server: Option<BrokerUri>,
 }
 
 /// Builds a [`Producer`]. Every setter states its default.
@@ -50,6 +53,8 @@ pub(crate) struct ProducerConfig {
 #[must_use]
 pub struct ProducerBuilder {
     config: ProducerConfig,
+    /// The address given to `for_server`, parsed by `build`.
+    server: Option<String>,
 }
 
 impl ProducerBuilder {
@@ -81,7 +86,67 @@ impl ProducerBuilder {
                 transaction_request_timeout: Duration::from_secs(5),
                 slow_brokers: Some(SlowBrokers::default()),
                 dedupe_ids: false,
+                server: None,
             },
+            server: None,
+        }
+    }
+
+    /// A builder for a producer without ZooKeeper, whose every topic is
+    /// served by the one broker at `uri` (`meta://host:port`), as the Java
+    /// client's `serverUrl` setting.
+    ///
+    /// * No ZooKeeper session is opened; the ZooKeeper settings (`root`,
+    ///   `zk_session_timeout`, `zk_digest_auth`, `relist_interval`) are
+    ///   ignored.
+    /// * Every put names partition `-1`: the broker chooses one of the
+    ///   topic's partitions, and [`SendResult::partition`] is the index it
+    ///   answered (broker id 0: the broker's id is not known without
+    ///   ZooKeeper). The selector is not asked, so a key does not choose a
+    ///   partition either (as in Java); a keyed send is still attempted
+    ///   once and fails at once when the connection is down.
+    /// * A transaction's puts go to partition 0 of the broker, since the
+    ///   broker refuses `-1` in a transaction (Java's fail).
+    /// * [`Producer::publish`] returns once the first connection attempt
+    ///   ended, connected or not (at most `connect_timeout`); a broker
+    ///   that is down makes sends fail as usual (`NotSent` after waiting
+    ///   for it within the send timeout), and they succeed again once it
+    ///   is back.
+    /// * [`Producer::partitions`] lists [`BROKER_CHOOSES`] alone,
+    ///   [`Producer::health`] the one broker (id 0);
+    ///   [`Producer::route_events`] never tells anything (the route never
+    ///   changes); [`Producer::zk_session_info`] is `None`.
+    ///
+    /// The address is checked by [`build`](Self::build): an invalid one is
+    /// [`Error::Config`].
+    ///
+    /// [`SendResult::partition`]: crate::SendResult::partition
+    /// [`BROKER_CHOOSES`]: super::BROKER_CHOOSES
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::{Message, ProducerBuilder};
+    /// let producer = ProducerBuilder::for_server("meta://127.0.0.1:8123").build().await?;
+    /// let sent = producer.send(Message::new("orders", "hello")).await?;
+    /// println!("the broker chose partition {}", sent.partition.index);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// An address that is not `meta://host:port` is refused by `build`:
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use metaq::{Error, ProducerBuilder};
+    /// let result = ProducerBuilder::for_server("127.0.0.1:8123").build().await;
+    /// assert!(matches!(result, Err(Error::Config { .. })));
+    /// # });
+    /// ```
+    pub fn for_server(uri: impl Into<String>) -> Self {
+        Self {
+            server: Some(uri.into()),
+            ..Self::new("")
         }
     }
 
@@ -360,11 +425,14 @@ impl ProducerBuilder {
     }
 
     /// Connects to ZooKeeper (bounded by the connect timeout) and returns
-    /// the producer. Publishes the default topic, if any.
+    /// the producer; a builder made by [`for_server`](Self::for_server)
+    /// opens no ZooKeeper session and contacts nothing here (connections
+    /// open with the first topic). Publishes the default topic, if any.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for settings that cannot work (checked before
+    /// [`Error::Config`] for settings that cannot work, such as a
+    /// `for_server` address that is not `meta://host:port` (checked before
     /// anything is contacted); [`Error::ZooKeeper`] if no session opened
     /// within the connect timeout; [`Error::TopicUnavailable`] if the
     /// default topic was not listed within the publish timeout.
@@ -391,7 +459,13 @@ impl ProducerBuilder {
     /// # });
     /// ```
     pub async fn build(self) -> Result<Producer> {
-        let config = self.config;
+        let mut config = self.config;
+        if let Some(server) = &self.server {
+            let uri = server.parse::<BrokerUri>().map_err(|e| Error::Config {
+                reason: format!("server: {e}"),
+            })?;
+            config.server = Some(uri);
+        }
         // Each setting named as its setter is, so the message points at the call.
         let positive = [
             ("send_timeout", !config.send_timeout.is_zero()),

@@ -34,6 +34,13 @@
 //! `metaq_send_latency_seconds` and the gauge `metaq_in_flight` (attempts
 //! awaiting an answer).
 //!
+//! # One broker, without ZooKeeper
+//!
+//! [`Producer::builder_for_server`] (Java's `serverUrl`) builds a producer
+//! whose every topic is served by one broker, with no ZooKeeper session;
+//! the broker chooses each put's partition. See
+//! [`ProducerBuilder::for_server`] for what changes.
+//!
 //! # Where this differs from the Java client
 //!
 //! * Discovery diffs broker sets instead of closing and reopening every
@@ -45,6 +52,7 @@
 
 mod broker_stats;
 mod builder;
+mod fixed;
 mod health;
 mod in_flight;
 mod latency_histogram;
@@ -72,6 +80,7 @@ use tracing::debug_span;
 
 pub use broker_stats::BrokerStats;
 pub use builder::ProducerBuilder;
+pub use fixed::BROKER_CHOOSES;
 pub use health::BrokerHealth;
 pub use latency_histogram::LatencySummary;
 pub use route_events::RouteEvent;
@@ -118,6 +127,7 @@ impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("root", &self.inner.config.zk.root)
+            .field("server", &self.inner.config.server)
             .field("topics", &self.inner.topics.load().len())
             .finish()
     }
@@ -129,7 +139,8 @@ type TopicMap = HashMap<String, Arc<TopicState>, foldhash::fast::RandomState>;
 
 pub(crate) struct ProducerInner {
     pub(crate) config: ProducerConfig,
-    discovery: Discovery,
+    /// ZooKeeper, or the fixed server's one route.
+    discovery: fixed::Routes,
     pool: Arc<ConnectionPool>,
     topics: ArcSwap<TopicMap>,
     /// Serialises the creation of topic states (not taken by sends).
@@ -174,8 +185,32 @@ impl Producer {
         ProducerBuilder::new(zk_connect)
     }
 
+    /// A builder for a producer without ZooKeeper, whose every topic is
+    /// served by the broker at `uri` (`meta://host:port`, Java's
+    /// `serverUrl`).
+    ///
+    /// The same as [`ProducerBuilder::for_server`], which tells what
+    /// changes (the broker chooses each put's partition).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), metaq::Error> {
+    /// use metaq::{Message, Producer};
+    /// let producer = Producer::builder_for_server("meta://127.0.0.1:8123").build().await?;
+    /// producer.send(Message::new("orders", "hello")).await?;
+    /// assert!(producer.zk_session_info().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_for_server(uri: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder::for_server(uri)
+    }
+
     pub(crate) async fn connect(config: ProducerConfig) -> Result<Producer> {
-        let discovery = Discovery::connect(config.zk.clone()).await?;
+        let discovery = match &config.server {
+            Some(server) => fixed::Routes::fixed(server.clone()),
+            None => fixed::Routes::ZooKeeper(Discovery::connect(config.zk.clone()).await?),
+        };
         let pool = Arc::new(ConnectionPool::new(ConnectionSettings {
             connect_timeout: config.connect_timeout,
             heartbeat_interval: config.heartbeat_interval,
@@ -496,7 +531,9 @@ impl Producer {
     /// how many (`RecvError::Lagged`); the current routes are then in
     /// [`partitions`](Self::partitions) and [`health`](Self::health). The
     /// channel closes (`RecvError::Closed`) when the last handle of the
-    /// producer is dropped.
+    /// producer is dropped. A producer built with
+    /// [`ProducerBuilder::for_server`] has a route that never changes: it
+    /// tells nothing.
     ///
     /// # Examples
     ///
@@ -527,7 +564,9 @@ impl Producer {
 
     /// The partitions a topic has right now (empty if unknown or unserved).
     ///
-    /// Only topics this producer published or sent to are known.
+    /// Only topics this producer published or sent to are known. A
+    /// producer built with [`ProducerBuilder::for_server`] lists
+    /// [`BROKER_CHOOSES`] alone: the broker chooses each put's partition.
     ///
     /// # Examples
     ///
@@ -551,7 +590,8 @@ impl Producer {
     /// The brokers of a topic as the producer sees them now: connected or
     /// not, avoided after a failure, slow, their latency and requests in
     /// flight, in broker-id order. Empty for a topic this producer has not
-    /// published or sent to, or that no broker serves.
+    /// published or sent to, or that no broker serves. With
+    /// [`ProducerBuilder::for_server`], the one broker, as id 0.
     ///
     /// # Examples
     ///

@@ -248,6 +248,11 @@ impl ProducerInner {
             [&healthy, &connected_untried, &connected, &untried];
         let mut chosen = None;
         for tier in tiers {
+            if self.config.server.is_some() {
+                // A fixed server: the broker chooses, the selector is not asked.
+                chosen = route.partitions.first().copied();
+                break;
+            }
             let selection = Selection::new(&route.partitions, message, sequence).with_usable(tier);
             let partition = self.config.selector.select(&selection);
             chosen = partition;
@@ -301,7 +306,7 @@ pub(crate) fn encode_put_into(
 ) -> std::result::Result<(), ProtocolError> {
     let header = PutHeader {
         topic: message.topic(),
-        partition: partition.index as i32,
+        partition: super::fixed::put_index(partition, tx_key.is_some()),
         tx_key,
         opaque,
     };

@@ -340,6 +340,9 @@ impl Transaction {
                 return Err(self.break_with(reason));
             }
         }
+        if self.inner.config.server.is_some() {
+            return Ok(super::BROKER_CHOOSES); // the selector is not asked
+        }
         let candidates: Vec<Partition> = route
             .partitions
             .iter()

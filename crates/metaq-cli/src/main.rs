@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! metaq produce --zk 127.0.0.1:2181 --topic test --count 1000 --size 100 --json
+//! metaq produce --server meta://127.0.0.1:8123 --topic test   # one broker, no ZooKeeper
 //! metaq routes  --zk 127.0.0.1:2181 --topic test [--json] [--watch]
 //! metaq bench   --null --baseline raw [--threads 2] [--json]
 //! metaq soak    --minutes 10 [--brokers 3] [--rate 2000] [--seed N] [--json]

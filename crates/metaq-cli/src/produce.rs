@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use metaq::discovery::{Discovery, TopicPresence};
+use metaq::discovery::{Discovery, TopicPresence, ZkSettings};
 use metaq::producer::{KeyHash, Random, RoundRobin};
 use metaq::{Error, Producer};
 
@@ -37,10 +37,43 @@ enum SelectorName {
     KeyHash,
 }
 
+/// Where `produce` sends: a cluster found through ZooKeeper, or one broker.
+#[derive(Args)]
+pub(crate) struct ProduceTarget {
+    /// ZooKeeper connect string, `host:port[,host:port...][/chroot]`
+    /// [env: METAQ_ZK]; required unless --server is given.
+    // Not clap's `env`: clap would count METAQ_ZK from the environment as
+    // --zk given, and refuse it beside --server.
+    #[arg(long, conflicts_with = "server")]
+    zk: Option<String>,
+    /// MetaQ root in ZooKeeper.
+    #[arg(long, env = "METAQ_ROOT", default_value = "/meta")]
+    root: String,
+    /// One broker, `meta://host:port`, instead of ZooKeeper: every topic is
+    /// sent there and the broker chooses each message's partition (Java's
+    /// serverUrl). --selector and --key then choose nothing.
+    #[arg(long, value_name = "URI")]
+    server: Option<String>,
+}
+
+impl ProduceTarget {
+    /// `--zk`, else `METAQ_ZK` (a flag wins over the environment, and
+    /// `--server` over both).
+    fn zk_connect(&self) -> Option<String> {
+        self.zk
+            .clone()
+            .or_else(|| std::env::var("METAQ_ZK").ok().filter(|zk| !zk.is_empty()))
+    }
+}
+
+/// Without `--zk`, `METAQ_ZK` or `--server`.
+const NO_TARGET: &str =
+    "the cluster is needed: --zk <ZK> (or METAQ_ZK), or --server meta://host:port";
+
 #[derive(Args)]
 pub(crate) struct ProduceArgs {
     #[command(flatten)]
-    cluster: crate::ClusterArgs,
+    cluster: ProduceTarget,
     /// The topic.
     #[arg(long)]
     topic: String,
@@ -175,8 +208,13 @@ enum Connected {
 
 /// A producer with the topic published, or why the topic is not served.
 async fn connect(args: &ProduceArgs, plan: &Plan) -> Result<Connected, String> {
-    let mut builder = Producer::builder(&args.cluster.zk)
-        .root(&args.cluster.root)
+    let cluster = &args.cluster;
+    let builder = match (&cluster.server, cluster.zk_connect()) {
+        (Some(server), _) => Producer::builder_for_server(server),
+        (None, Some(zk)) => Producer::builder(zk).root(&cluster.root),
+        (None, None) => return Err(NO_TARGET.into()),
+    };
+    let mut builder = builder
         .send_timeout(plan.send_timeout)
         .publish_timeout(Duration::from_millis(args.wait_ms))
         .max_message_size(plan.max_message_size)
@@ -205,7 +243,12 @@ async fn connect(args: &ProduceArgs, plan: &Plan) -> Result<Connected, String> {
 /// unserved under an existing root, or a root that does not exist.
 async fn why_unserved(args: &ProduceArgs, waited: Duration) -> String {
     let topic = &args.topic;
-    let presence = match Discovery::connect(args.cluster.zk_settings()).await {
+    let Some(zk) = args.cluster.zk_connect() else {
+        let server = args.cluster.server.as_deref().unwrap_or_default();
+        return format!("no connection to {server} for topic {topic:?} within {waited:?}");
+    };
+    let settings = ZkSettings::new(zk).with_root(&args.cluster.root);
+    let presence = match Discovery::connect(settings).await {
         Ok(discovery) => {
             let presence = discovery.describe_topic(topic).await;
             discovery.close().await;

@@ -316,6 +316,89 @@ async fn the_cluster_can_come_from_the_environment() {
     assert!(stderr.contains("--zk"), "{stderr}");
 }
 
+/// `produce --server meta://host:port` sends to that broker without
+/// ZooKeeper, the broker choosing partitions; `--server` and `--zk` exclude
+/// each other, and one of them (or `METAQ_ZK`) is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_to_a_fixed_server_without_zookeeper() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 4, &[(TOPIC, 3)]).await;
+    let server = b0.uri().to_string();
+    let output = run(metaq(&[
+        "produce",
+        "--server",
+        &server,
+        "--topic",
+        TOPIC,
+        "--count",
+        "30",
+        "--payload",
+        "fixed",
+        "--json",
+    ]))
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 31, "{}", describe(&output));
+    let partitions: std::collections::BTreeSet<&str> = lines[..30]
+        .iter()
+        .map(|line| line["partition"].as_str().expect("a partition"))
+        .collect();
+    // Broker id 0 (unknown without ZooKeeper), the index the broker chose.
+    assert!(
+        partitions.iter().all(|p| ["0-0", "0-1", "0-2"].contains(p)),
+        "{partitions:?}"
+    );
+    assert_eq!(lines[30]["sent"], 30, "{}", lines[30]);
+    assert_eq!(bodies(&b0, TOPIC).len(), 30);
+
+    // Both: refused before anything is sent.
+    let zk = zk().connect_string();
+    let output = run(metaq(&[
+        "produce", "--server", &server, "--zk", &zk, "--topic", TOPIC,
+    ]))
+    .await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--server") && stderr.contains("--zk"),
+        "{stderr}"
+    );
+    assert_eq!(bodies(&b0, TOPIC).len(), 30);
+
+    // METAQ_ZK in the environment does not stand in the way of --server.
+    let mut command = metaq(&["produce", "--server", &server, "--topic", TOPIC]);
+    command.env("METAQ_ZK", "127.0.0.1:1");
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(bodies(&b0, TOPIC).len(), 31);
+
+    // Neither: --zk is asked for; METAQ_ZK stands for it.
+    let output = run(metaq(&["produce", "--topic", TOPIC])).await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--zk"), "{stderr}");
+    let mut command = metaq(&["produce", "--root", &root, "--topic", TOPIC]);
+    command.env("METAQ_ZK", &zk);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(bodies(&b0, TOPIC).len(), 32);
+
+    // An address that is not meta://host:port.
+    let output = run(metaq(&[
+        "produce",
+        "--server",
+        "127.0.0.1:8123",
+        "--topic",
+        TOPIC,
+    ]))
+    .await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("meta://host:port"), "{stderr}");
+}
+
 /// `routes --json` prints the brokers and partitions; the text form names
 /// each broker with its partitions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,9 @@ impl Messages {
 }
 
 pub(super) fn check(args: &ProduceArgs) -> Result<Plan, String> {
+    if args.cluster.server.is_none() && args.cluster.zk_connect().is_none() {
+        return Err(super::NO_TARGET.into());
+    }
     if args.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
