@@ -20,7 +20,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::inflight::Requests;
 use super::load::Load;
-use super::request::{NotQueued, PendingReply};
+use super::request::PendingReply;
+use super::request_error::NotQueued;
 use super::session::{run_session, SessionEnd};
 use super::settings::ConnectionSettings;
 use super::tally::Tally;
@@ -178,9 +179,9 @@ impl Connection {
         deadline: tokio::time::Instant,
         encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
     ) -> Result<PendingReply, NotQueued> {
-        self.shared
-            .requests
-            .try_request(epoch, queued, deadline, encode)
+        let requests = &self.shared.requests;
+        let queued = requests.try_request(epoch, queued, deadline, encode)?;
+        Ok(PendingReply::new(requests, queued))
     }
 
     /// One in `every` calls is true (a slow broker's turns).

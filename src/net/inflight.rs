@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::load::{Average, LoadGauge};
 use super::next_opaque;
-use super::request::{NotQueued, PendingReply, RequestError};
+use super::request_error::{NotQueued, RequestError};
 use crate::protocol::{ProtocolError, Response};
 
 /// Opaques come from one counter, so they hash well with one multiply
@@ -52,6 +52,15 @@ type OpaqueMap<V> = HashMap<i32, V, BuildHasherDefault<OpaqueHasher>>;
 pub(super) struct Ticket {
     pub(super) opaque: i32,
     slot: u32,
+}
+
+/// What became of a request given to [`Requests::try_request`]: waiting
+/// for its answer in the slot its ticket names, or refused at once
+/// without being written. [`PendingReply`](super::PendingReply) is the
+/// caller's side of it.
+pub(super) enum Queued {
+    Waiting(Ticket),
+    Refused(RequestError),
 }
 
 /// A connection's requests; see the module documentation.
@@ -181,7 +190,7 @@ impl Requests {
         queued: Instant,
         deadline: Instant,
         encode: impl FnOnce(&mut BytesMut, i32) -> Result<(), ProtocolError>,
-    ) -> Result<PendingReply, NotQueued> {
+    ) -> Result<Queued, NotQueued> {
         let mut table = self.table();
         let refusal = match table.session {
             None => Some("not connected"),
@@ -191,7 +200,7 @@ impl Requests {
             Some(_) => None,
         };
         if let Some(cause) = refusal {
-            return Ok(PendingReply::failed(RequestError::NotWritten(cause.into())));
+            return Ok(Queued::Refused(RequestError::NotWritten(cause.into())));
         }
         if table.waiting() >= self.max_in_flight {
             return Err(NotQueued::Full);
@@ -236,7 +245,7 @@ impl Requests {
         if was_empty || earlier {
             self.wake_session.notify_one();
         }
-        Ok(PendingReply::queued(Arc::clone(self), ticket))
+        Ok(Queued::Waiting(ticket))
     }
 
     /// Waits until there is room for a request (or the socket is down,
@@ -588,8 +597,6 @@ impl Abandoned {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::pin;
     use std::sync::Arc;
     use std::task::{Context, Poll, Waker};
     use std::time::Duration;
@@ -623,9 +630,22 @@ mod tests {
         requests.answer_all(&mut vec![response], &mut Vec::new(), Instant::now())
     }
 
-    fn poll(reply: &mut PendingReply) -> Poll<Result<Response, RequestError>> {
+    /// What the caller of a queued request sees when it polls.
+    fn poll(requests: &Requests, queued: &Queued) -> Poll<Result<Response, RequestError>> {
         let mut cx = Context::from_waker(Waker::noop());
-        pin!(reply).poll(&mut cx)
+        match queued {
+            Queued::Waiting(ticket) => requests
+                .poll_answer(*ticket, &mut cx)
+                .map(|(outcome, _)| outcome),
+            Queued::Refused(error) => Poll::Ready(Err(error.clone())),
+        }
+    }
+
+    /// A caller giving up on a queued request.
+    fn abandon(requests: &Requests, queued: Queued) {
+        if let Queued::Waiting(ticket) = queued {
+            requests.abandon(ticket);
+        }
     }
 
     fn opaque_of(requests: &Requests) -> i32 {
@@ -638,7 +658,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_reaches_its_request_and_frees_its_room() {
         let requests = open(1);
-        let mut reply = requests
+        let reply = requests
             .try_request(None, Instant::now(), later(), frame)
             .unwrap();
         assert!(matches!(
@@ -646,10 +666,10 @@ mod tests {
             Err(NotQueued::Full)
         ));
         let opaque = opaque_of(&requests);
-        assert!(poll(&mut reply).is_pending());
+        assert!(poll(&requests, &reply).is_pending());
         assert_eq!(answer(&requests, answer_to(opaque)), None);
         assert_eq!(requests.waiting(), 0);
-        assert!(matches!(poll(&mut reply), Poll::Ready(Ok(r)) if r.opaque == opaque));
+        assert!(matches!(poll(&requests, &reply), Poll::Ready(Ok(r)) if r.opaque == opaque));
     }
 
     #[tokio::test]
@@ -659,7 +679,7 @@ mod tests {
             .try_request(None, Instant::now(), later(), frame)
             .unwrap();
         let opaque = opaque_of(&requests);
-        drop(reply);
+        abandon(&requests, reply);
         assert_eq!(requests.waiting(), 0);
         assert_eq!(answer(&requests, answer_to(opaque)), None); // late, not garbage
                                                                 // One answer per request: a second one is garbage.
@@ -671,49 +691,55 @@ mod tests {
     async fn a_request_times_out_at_its_deadline_and_frees_its_room() {
         let requests = open(4);
         let now = Instant::now();
-        let mut soon = requests
+        let soon = requests
             .try_request(None, Instant::now(), now + Duration::from_millis(5), frame)
             .unwrap();
-        let mut late = requests
+        let late = requests
             .try_request(None, Instant::now(), later(), frame)
             .unwrap();
         // Out of order: earlier than the one before it.
-        let mut sooner = requests
+        let sooner = requests
             .try_request(None, Instant::now(), now + Duration::from_millis(1), frame)
             .unwrap();
         let next = requests.expire(now + Duration::from_millis(10));
         assert!(next.is_some_and(|at| at > now + Duration::from_secs(59)));
         assert_eq!(requests.waiting(), 1);
-        assert_eq!(poll(&mut soon), Poll::Ready(Err(RequestError::TimedOut)));
-        assert_eq!(poll(&mut sooner), Poll::Ready(Err(RequestError::TimedOut)));
-        assert!(poll(&mut late).is_pending());
+        assert_eq!(
+            poll(&requests, &soon),
+            Poll::Ready(Err(RequestError::TimedOut))
+        );
+        assert_eq!(
+            poll(&requests, &sooner),
+            Poll::Ready(Err(RequestError::TimedOut))
+        );
+        assert!(poll(&requests, &late).is_pending());
     }
 
     #[tokio::test]
     async fn a_closed_session_tells_written_from_unwritten_requests() {
         let requests = open(4);
-        let mut first = requests
+        let first = requests
             .try_request(None, Instant::now(), later(), frame)
             .unwrap();
         let written = requests.table().queued;
-        let mut second = requests
+        let second = requests
             .try_request(None, Instant::now(), later(), frame)
             .unwrap();
         requests.close_session(written, "reset");
         assert_eq!(
-            poll(&mut first),
+            poll(&requests, &first),
             Poll::Ready(Err(RequestError::Lost("reset".into())))
         );
         assert_eq!(
-            poll(&mut second),
+            poll(&requests, &second),
             Poll::Ready(Err(RequestError::NotWritten("reset".into())))
         );
         // Down: a new request fails at once, unwritten.
-        let mut third = requests
+        let third = requests
             .try_request(None, Instant::now(), later(), frame)
             .unwrap();
         assert!(matches!(
-            poll(&mut third),
+            poll(&requests, &third),
             Poll::Ready(Err(RequestError::NotWritten(_)))
         ));
     }
@@ -721,11 +747,11 @@ mod tests {
     #[tokio::test]
     async fn a_request_for_another_socket_generation_is_not_written() {
         let requests = open(4);
-        let mut reply = requests
+        let reply = requests
             .try_request(Some(7), Instant::now(), later(), frame)
             .unwrap();
         assert!(matches!(
-            poll(&mut reply),
+            poll(&requests, &reply),
             Poll::Ready(Err(RequestError::NotWritten(_)))
         ));
         let mut out = BytesMut::new();
@@ -766,7 +792,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        drop(reply);
+        abandon(&requests, reply);
         assert!(waiter.await.unwrap());
         let full = requests
             .try_request(None, Instant::now(), later(), frame)
@@ -776,7 +802,7 @@ mod tests {
                 .wait_for_room(Instant::now() + Duration::from_millis(10))
                 .await
         );
-        drop(full);
+        abandon(&requests, full);
     }
 
     #[test]
@@ -814,6 +840,8 @@ mod tests {
         // The first is answered: it and the second leave, the rest stay.
         assert_eq!(answer(&requests, answer_to(opaques[0])), None);
         assert_eq!(requests.table().deadlines.in_order.len(), 2);
-        drop(replies);
+        for reply in replies {
+            abandon(&requests, reply);
+        }
     }
 }

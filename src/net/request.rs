@@ -13,38 +13,9 @@ use std::task::{Context, Poll};
 
 use tokio::time::Instant;
 
-use super::inflight::{Requests, Ticket};
-use crate::protocol::{ProtocolError, Response};
-
-/// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RequestError {
-    /// Nothing of the request reached the socket: the broker never saw it.
-    NotWritten(String),
-    /// The request was written, then the connection died before its answer.
-    Lost(String),
-    /// No answer came before the request's deadline.
-    TimedOut,
-}
-
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RequestError::NotWritten(cause) => write!(f, "not written: {cause}"),
-            RequestError::Lost(cause) => write!(f, "connection lost after writing: {cause}"),
-            RequestError::TimedOut => f.write_str("no answer before the deadline"),
-        }
-    }
-}
-
-/// Why a request could not be queued at all.
-#[derive(Debug)]
-pub(crate) enum NotQueued {
-    /// `max_in_flight` requests are waiting for answers on this connection.
-    Full,
-    /// The frame could not be encoded; nothing was queued.
-    Invalid(ProtocolError),
-}
+use super::inflight::{Queued, Requests, Ticket};
+use super::request_error::RequestError;
+use crate::protocol::Response;
 
 /// The answer to one queued request, or why there is none.
 ///
@@ -67,17 +38,16 @@ enum Pending {
 }
 
 impl PendingReply {
-    pub(super) fn queued(requests: Arc<Requests>, ticket: Ticket) -> Self {
-        PendingReply {
-            state: Pending::Queued { requests, ticket },
-        }
-    }
-
-    /// A request that failed before it was queued.
-    pub(super) fn failed(error: RequestError) -> Self {
-        PendingReply {
-            state: Pending::Ready(Err(error)),
-        }
+    /// The caller's side of what `requests` made of a request.
+    pub(super) fn new(requests: &Arc<Requests>, queued: Queued) -> Self {
+        let state = match queued {
+            Queued::Waiting(ticket) => Pending::Queued {
+                requests: Arc::clone(requests),
+                ticket,
+            },
+            Queued::Refused(error) => Pending::Ready(Err(error)),
+        };
+        PendingReply { state }
     }
 
     /// When the answer was read from the socket, once resolved with one
@@ -118,5 +88,76 @@ impl Drop for PendingReply {
         if let Pending::Queued { requests, ticket } = &self.state {
             requests.abandon(*ticket);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use bytes::{BufMut, BytesMut};
+    use tokio::time::Instant;
+
+    use super::super::inflight::Requests;
+    use super::*;
+    use crate::protocol::{ProtocolError, StatusCode};
+
+    fn frame(out: &mut BytesMut, opaque: i32) -> Result<(), ProtocolError> {
+        out.put_slice(format!("version {opaque}\r\n").as_bytes());
+        Ok(())
+    }
+
+    fn request(requests: &Arc<Requests>, epoch: Option<u64>) -> PendingReply {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let queued = requests
+            .try_request(epoch, Instant::now(), deadline, frame)
+            .unwrap();
+        PendingReply::new(requests, queued)
+    }
+
+    fn poll(reply: &mut PendingReply) -> Poll<Result<Response, RequestError>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        pin!(reply).poll(&mut cx)
+    }
+
+    /// A reply resolves to its answer; dropping one gives its room back.
+    #[tokio::test]
+    async fn a_reply_resolves_once_and_its_drop_frees_the_room() {
+        let requests = Arc::new(Requests::new(1));
+        requests.open_session(1);
+        let mut reply = request(&requests, None);
+        assert!(poll(&mut reply).is_pending());
+        let mut out = BytesMut::new();
+        requests.take_output(&mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let opaque: i32 = text.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
+        let answer = Response::text(StatusCode(200), opaque, "ok");
+        assert_eq!(
+            requests.answer_all(&mut vec![answer], &mut Vec::new(), Instant::now()),
+            None
+        );
+        assert!(matches!(poll(&mut reply), Poll::Ready(Ok(r)) if r.opaque == opaque));
+        assert!(reply.answered_at().is_some());
+
+        let waiting = request(&requests, None);
+        assert_eq!(requests.waiting(), 1);
+        drop(waiting);
+        assert_eq!(requests.waiting(), 0);
+    }
+
+    /// A request refused by the table resolves at once, unwritten.
+    #[tokio::test]
+    async fn a_refused_request_resolves_at_once_as_not_written() {
+        let requests = Arc::new(Requests::new(1));
+        requests.open_session(1);
+        let mut reply = request(&requests, Some(7));
+        assert!(matches!(
+            poll(&mut reply),
+            Poll::Ready(Err(RequestError::NotWritten(_)))
+        ));
+        assert!(reply.answered_at().is_none());
     }
 }
