@@ -34,6 +34,13 @@
 //! `metaq_send_latency_seconds` and the gauge `metaq_in_flight` (attempts
 //! awaiting an answer).
 //!
+//! # Fire and forget
+//!
+//! [`Producer::one_way`] makes a [`OneWay`] handle whose `send` queues a
+//! message and returns, as Java's async producer: a bounded window, sends
+//! made in the background through [`Producer::send_all`], failures counted,
+//! logged and handed to a callback. No local spill store.
+//!
 //! # Where this differs from the Java client
 //!
 //! * Discovery diffs broker sets instead of closing and reopening every
@@ -48,6 +55,7 @@ mod builder;
 mod health;
 mod in_flight;
 mod latency_histogram;
+mod one_way;
 mod route_events;
 mod selector;
 mod send;
@@ -74,6 +82,7 @@ pub use broker_stats::BrokerStats;
 pub use builder::ProducerBuilder;
 pub use health::BrokerHealth;
 pub use latency_histogram::LatencySummary;
+pub use one_way::{OneWay, OneWayConfig, OneWayStats, TrySendError, DEFAULT_ONE_WAY_WINDOW};
 pub use route_events::RouteEvent;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
 pub use send_all::SendAll;
