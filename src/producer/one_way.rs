@@ -108,8 +108,9 @@ impl OneWayConfig {
 
     /// Called with every message whose send failed (after its retries) and
     /// the error, from the producer's background task: it must not block
-    /// (hand the message to a channel or spawn a task for slow work).
-    /// Every failure is also counted in [`OneWayStats`] and logged.
+    /// (hand the message to a channel or spawn a task for slow work). A
+    /// panic in it is caught and logged. Every failure is also counted in
+    /// [`OneWayStats`] and logged.
     ///
     /// # Examples
     ///
@@ -368,15 +369,7 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub fn one_way(&self, config: OneWayConfig) -> OneWay {
-        let shared = Arc::new(Shared {
-            window: config.window,
-            room: Arc::new(Semaphore::new(config.window)),
-            pending: SendTracker::default(),
-            send_timeout: self.inner.config.send_timeout,
-            on_failure: config.on_failure,
-            counts: Counts::default(),
-            log: Mutex::new(FailureLog::default()),
-        });
+        let shared = Arc::new(Shared::new(config, self.inner.config.send_timeout));
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(drive(self.clone(), Arc::clone(&shared), receiver));
         OneWay {
@@ -562,6 +555,18 @@ impl OneWay {
 }
 
 impl Shared {
+    fn new(config: OneWayConfig, send_timeout: Duration) -> Shared {
+        Shared {
+            window: config.window,
+            room: Arc::new(Semaphore::new(config.window)),
+            pending: SendTracker::default(),
+            send_timeout,
+            on_failure: config.on_failure,
+            counts: Counts::default(),
+            log: Mutex::new(FailureLog::default()),
+        }
+    }
+
     /// `message` ended with `result`: counted, and a failure logged and
     /// handed to the callback.
     fn ended(&self, message: Message, result: Result<()>, context: &str) {
@@ -581,7 +586,12 @@ impl Shared {
         counter.fetch_add(1, Ordering::Relaxed);
         self.log_failure(&message, &error, context);
         if let Some(callback) = &self.on_failure {
-            callback(message, error);
+            // A panicking callback must not cost the reports of the rest of
+            // its batch.
+            let call = std::panic::AssertUnwindSafe(|| callback(message, error));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!("the one-way on_failure callback panicked");
+            }
         }
     }
 
@@ -602,7 +612,7 @@ impl Shared {
             topic = %message.topic(),
             error = %error,
             unlogged_failures = unlogged,
-            "one-way send failed ({context}); {unlogged} more failed since the last such line"
+            "one-way send failed ({context}); {unlogged} failure(s) since the last such line not logged"
         );
     }
 }
@@ -655,6 +665,24 @@ mod tests {
             OneWayConfig::default().window_size(),
             DEFAULT_ONE_WAY_WINDOW
         );
+    }
+
+    #[test]
+    fn a_panicking_callback_costs_no_report() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&calls);
+        let config = OneWayConfig::default().on_failure(move |_, _| {
+            if seen.fetch_add(1, Ordering::Relaxed) == 0 {
+                panic!("the first call panics");
+            }
+        });
+        let shared = Shared::new(config, Duration::from_secs(1));
+        shared.ended(Message::new("t", "a"), Err(Error::Closed), "test");
+        shared.ended(Message::new("t", "b"), Err(Error::Closed), "test");
+        shared.ended(Message::new("t", "c"), Ok(()), "test");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.counts.failed_not_sent.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.counts.sent.load(Ordering::Relaxed), 1);
     }
 
     #[test]
