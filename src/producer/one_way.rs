@@ -27,6 +27,15 @@ use crate::Message;
 
 /// The default [`OneWayConfig::window`]: messages accepted and not yet
 /// ended, at most.
+///
+/// # Examples
+///
+/// ```
+/// use metaq::producer::{OneWayConfig, DEFAULT_ONE_WAY_WINDOW};
+/// // Twice the default, for bursts.
+/// let config = OneWayConfig::default().window(2 * DEFAULT_ONE_WAY_WINDOW);
+/// assert_eq!(config.window_size(), 20_000);
+/// ```
 pub const DEFAULT_ONE_WAY_WINDOW: usize = 10_000;
 
 /// Messages handed to `send_all` at once by the background task.
@@ -182,7 +191,7 @@ impl TrySendError {
 
 /// What a [`OneWay`] producer's messages came to so far (all its clones
 /// together). Every accepted message ends up exactly once in `sent` or one
-/// of the `failed_*` counts, or is still in `in_window`.
+/// of the `failed_*` counts; until then it is counted in `in_window`.
 ///
 /// # Examples
 ///
@@ -218,7 +227,8 @@ pub struct OneWayStats {
     /// Messages `try_send` refused because the window was full (never
     /// accepted; the caller got them back).
     pub dropped_full: u64,
-    /// Messages accepted and not yet ended: queued or in flight.
+    /// Messages accepted and not yet ended (queued or in flight), plus
+    /// [`OneWay::send`] calls waiting for room; what `flush` waits for.
     pub in_window: usize,
 }
 
