@@ -41,6 +41,13 @@
 //! the broker chooses each put's partition. See
 //! [`ProducerBuilder::for_server`] for what changes.
 //!
+//! # Fire and forget
+//!
+//! [`Producer::one_way`] makes a [`OneWay`] handle whose `send` queues a
+//! message and returns, as Java's async producer: a bounded window, sends
+//! made in the background through [`Producer::send_all`], failures counted,
+//! logged and handed to a callback. No local spill store.
+//!
 //! # Where this differs from the Java client
 //!
 //! * Discovery diffs broker sets instead of closing and reopening every
@@ -56,6 +63,7 @@ mod fixed;
 mod health;
 mod in_flight;
 mod latency_histogram;
+mod one_way;
 mod route_events;
 mod selector;
 mod send;
@@ -83,6 +91,7 @@ pub use builder::ProducerBuilder;
 pub use fixed::BROKER_CHOOSES;
 pub use health::BrokerHealth;
 pub use latency_histogram::LatencySummary;
+pub use one_way::{OneWay, OneWayConfig, OneWayStats, TrySendError, DEFAULT_ONE_WAY_WINDOW};
 pub use route_events::RouteEvent;
 pub use selector::{KeyHash, PartitionSelector, Random, RoundRobin, Selection};
 pub use send_all::SendAll;

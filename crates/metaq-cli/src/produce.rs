@@ -3,14 +3,15 @@
 //! Arguments are checked before anything is contacted ([`checks`]); records
 //! come from a counter or stream from standard input ([`input`]), paced by
 //! `--rate`; they are sent in a window of `--concurrency` sends
-//! ([`window`]) or in transactions ([`transactional`]); results and the
-//! summary are printed by [`output`]. The first SIGINT stops the input
-//! ([`interrupt`]).
+//! ([`window`]), in transactions ([`transactional`]) or fire-and-forget
+//! with `--oneway` ([`one_way`]); results and the summary are printed by
+//! [`output`]. The first SIGINT stops the input ([`interrupt`]).
 
 mod checks;
 mod delimiter;
 mod input;
 mod interrupt;
+mod one_way;
 mod output;
 mod pace;
 mod progress;
@@ -126,6 +127,12 @@ pub(crate) struct ProduceArgs {
     /// Send in local transactions of this many messages, committing each.
     #[arg(long, value_name = "BATCH")]
     transaction: Option<usize>,
+    /// Fire and forget: queue every message on a one-way producer (a
+    /// window of 10,000 messages, not --concurrency) without awaiting each
+    /// answer; prints no line per message, only the summary from the
+    /// one-way producer's counters (sent, failed by kind, pending).
+    #[arg(long, conflicts_with = "transaction")]
+    oneway: bool,
     /// With --transaction: roll each transaction back instead of committing.
     #[arg(long, requires = "transaction")]
     rollback: bool,
@@ -168,6 +175,9 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
                 &mut out,
             )
             .await
+        }
+        None if args.oneway => {
+            one_way::send(&producer, &plan.messages, &mut input, &stop, &mut out).await
         }
         None => {
             let window = window::Window {

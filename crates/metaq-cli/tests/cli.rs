@@ -473,3 +473,56 @@ async fn routes_watch_prints_each_change() {
     );
     child.kill().await.unwrap();
 }
+
+/// `produce --oneway`: no line per message, one summary from the one-way
+/// producer's counters; every message stored. With a broker rejecting
+/// puts, the failures are counted by kind and the exit status is non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_oneway_prints_the_one_way_summary() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let zk = zk().connect_string();
+    let produce = |count: &'static str| {
+        metaq(&[
+            "produce",
+            "--zk",
+            &zk,
+            "--root",
+            &root,
+            "--topic",
+            TOPIC,
+            "--count",
+            count,
+            "--payload",
+            "fire",
+            "--oneway",
+            "--retries",
+            "0",
+            "--json",
+        ])
+    };
+    let output = run(produce("2000")).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "only the summary: {}", describe(&output));
+    let summary = &lines[0];
+    assert_eq!(summary["sent"], 2000, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["one_way"]["accepted"], 2000, "{summary}");
+    assert_eq!(summary["one_way"]["sent"], 2000, "{summary}");
+    assert_eq!(summary["one_way"]["pending"], 0, "{summary}");
+    assert_eq!(bodies(&b0, TOPIC), vec![b"fire".to_vec(); 2000]);
+
+    b0.faults()
+        .fail_next_puts(3, metaq::protocol::StatusCode(500));
+    let output = run(produce("10")).await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", describe(&output));
+    let summary = &lines[0];
+    assert_eq!(summary["sent"], 7, "{summary}");
+    assert_eq!(summary["failed"], 3, "{summary}");
+    assert_eq!(summary["one_way"]["failed_rejected"], 3, "{summary}");
+    assert_eq!(bodies(&b0, TOPIC).len(), 2007);
+}

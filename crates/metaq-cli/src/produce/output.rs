@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use metaq::producer::OneWayStats;
 use metaq::{Error, Partition, ProducerStats, SendResult};
 use serde_json::json;
 
@@ -36,6 +37,8 @@ pub(super) struct Output {
     /// Sends given up on after an interrupt, their outcome unknown.
     unanswered: u64,
     per_partition: BTreeMap<String, u64>,
+    /// With `--oneway`: the one-way producer's counters, for the summary.
+    one_way: Option<OneWayStats>,
 }
 
 impl Output {
@@ -49,6 +52,7 @@ impl Output {
             failed: 0,
             unanswered: 0,
             per_partition: BTreeMap::new(),
+            one_way: None,
         }
     }
 
@@ -142,6 +146,16 @@ impl Output {
         }
     }
 
+    /// With `--oneway`, after close: the counts come from the one-way
+    /// producer (messages still pending are unanswered).
+    pub(super) fn one_way(&mut self, stats: OneWayStats) {
+        self.progress.inc(stats.accepted);
+        self.sent += stats.sent;
+        self.failed += stats.failed();
+        self.unanswered += stats.in_window as u64;
+        self.one_way = Some(stats);
+    }
+
     /// Sends left without an answer after an interrupt.
     pub(super) fn unanswered(&mut self, count: u64) {
         self.unanswered += count;
@@ -168,9 +182,15 @@ impl Output {
             if let Some(stats) = stats {
                 summary["stats"] = stats_json(stats);
             }
+            if let Some(one_way) = &self.one_way {
+                summary["one_way"] = super::one_way::stats_json(one_way);
+            }
             say!("{summary}");
         } else {
             print_text_summary(&self, elapsed, rate, interrupted);
+            if let Some(one_way) = &self.one_way {
+                say!("{}", super::one_way::stats_line(one_way));
+            }
             if let Some(stats) = stats {
                 print_text_stats(stats);
             }
