@@ -3,7 +3,7 @@
 //! by one; at the end the one-way producer is closed (waiting at most the
 //! send timeout plus a second) and its counters make the summary.
 
-use metaq::producer::{OneWayConfig, OneWayStats};
+use metaq::producer::OneWayConfig;
 use metaq::Producer;
 use tokio_util::sync::CancellationToken;
 
@@ -48,32 +48,4 @@ pub(super) async fn send(
     let _ = one_way.close().await;
     out.one_way(one_way.stats());
     ended
-}
-
-/// The summary's `one_way` object.
-pub(super) fn stats_json(stats: &OneWayStats) -> serde_json::Value {
-    serde_json::json!({
-        "accepted": stats.accepted,
-        "sent": stats.sent,
-        "failed_not_sent": stats.failed_not_sent,
-        "failed_maybe_sent": stats.failed_maybe_sent,
-        "failed_rejected": stats.failed_rejected,
-        "failed_other": stats.failed_other,
-        "pending": stats.in_window,
-    })
-}
-
-/// The summary's one-way line.
-pub(super) fn stats_line(stats: &OneWayStats) -> String {
-    format!(
-        "one-way: accepted {}, sent {}, failed {} (not sent {}, maybe sent {}, rejected {}, other {}), pending {}",
-        stats.accepted,
-        stats.sent,
-        stats.failed(),
-        stats.failed_not_sent,
-        stats.failed_maybe_sent,
-        stats.failed_rejected,
-        stats.failed_other,
-        stats.in_window
-    )
 }

@@ -183,13 +183,13 @@ impl Output {
                 summary["stats"] = stats_json(stats);
             }
             if let Some(one_way) = &self.one_way {
-                summary["one_way"] = super::one_way::stats_json(one_way);
+                summary["one_way"] = one_way_json(one_way);
             }
             say!("{summary}");
         } else {
             print_text_summary(&self, elapsed, rate, interrupted);
             if let Some(one_way) = &self.one_way {
-                say!("{}", super::one_way::stats_line(one_way));
+                say!("{}", one_way_line(one_way));
             }
             if let Some(stats) = stats {
                 print_text_stats(stats);
@@ -293,6 +293,34 @@ fn print_text_stats(stats: &ProducerStats) {
             },
         );
     }
+}
+
+/// The summary's `one_way` object.
+fn one_way_json(stats: &OneWayStats) -> serde_json::Value {
+    serde_json::json!({
+        "accepted": stats.accepted,
+        "sent": stats.sent,
+        "failed_not_sent": stats.failed_not_sent,
+        "failed_maybe_sent": stats.failed_maybe_sent,
+        "failed_rejected": stats.failed_rejected,
+        "failed_other": stats.failed_other,
+        "pending": stats.in_window,
+    })
+}
+
+/// The summary's one-way line.
+fn one_way_line(stats: &OneWayStats) -> String {
+    format!(
+        "one-way: accepted {}, sent {}, failed {} (not sent {}, maybe sent {}, rejected {}, other {}), pending {}",
+        stats.accepted,
+        stats.sent,
+        stats.failed(),
+        stats.failed_not_sent,
+        stats.failed_maybe_sent,
+        stats.failed_rejected,
+        stats.failed_other,
+        stats.in_window
+    )
 }
 
 /// `not_sent`, `maybe_sent`, `rejected`, or `error` for the rest.
