@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use super::in_flight::{SendToken, SendTracker};
+use super::stats::{read, Outcomes};
 use super::Producer;
-use crate::error::{Delivery, Error, Result};
+use crate::error::{Error, Result};
 use crate::Message;
 
 /// The default [`OneWayConfig::window`]: messages accepted and not yet
@@ -334,11 +335,8 @@ struct Shared {
 #[derive(Default)]
 struct Counts {
     accepted: AtomicU64,
-    sent: AtomicU64,
-    failed_not_sent: AtomicU64,
-    failed_maybe_sent: AtomicU64,
-    failed_rejected: AtomicU64,
-    failed_other: AtomicU64,
+    /// Counted as the producer's own counters count sends.
+    outcomes: Outcomes,
     dropped_full: AtomicU64,
 }
 
@@ -550,14 +548,14 @@ impl OneWay {
     /// ```
     pub fn stats(&self) -> OneWayStats {
         let counts = &self.shared.counts;
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let outcomes = &counts.outcomes;
         OneWayStats {
             accepted: read(&counts.accepted),
-            sent: read(&counts.sent),
-            failed_not_sent: read(&counts.failed_not_sent),
-            failed_maybe_sent: read(&counts.failed_maybe_sent),
-            failed_rejected: read(&counts.failed_rejected),
-            failed_other: read(&counts.failed_other),
+            sent: read(&outcomes.sent),
+            failed_not_sent: read(&outcomes.failed_not_sent),
+            failed_maybe_sent: read(&outcomes.failed_maybe_sent),
+            failed_rejected: read(&outcomes.failed_rejected),
+            failed_other: read(&outcomes.failed_other),
             dropped_full: read(&counts.dropped_full),
             in_window: self.shared.pending.len(),
         }
@@ -581,19 +579,10 @@ impl Shared {
     /// handed to the callback.
     fn ended(&self, message: Message, result: Result<()>, context: &str) {
         let error = match result {
-            Ok(()) => {
-                self.counts.sent.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            Ok(()) => return self.counts.outcomes.sent(),
             Err(error) => error,
         };
-        let counter = match error.delivery() {
-            Some(Delivery::NotSent) => &self.counts.failed_not_sent,
-            Some(Delivery::MaybeSent) => &self.counts.failed_maybe_sent,
-            Some(Delivery::Rejected) => &self.counts.failed_rejected,
-            None => &self.counts.failed_other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counts.outcomes.failed(&error);
         self.log_failure(&message, &error, context);
         if let Some(callback) = &self.on_failure {
             // A panicking callback must not cost the reports of the rest of
@@ -691,8 +680,8 @@ mod tests {
         shared.ended(Message::new("t", "b"), Err(Error::Closed), "test");
         shared.ended(Message::new("t", "c"), Ok(()), "test");
         assert_eq!(calls.load(Ordering::Relaxed), 2);
-        assert_eq!(shared.counts.failed_not_sent.load(Ordering::Relaxed), 2);
-        assert_eq!(shared.counts.sent.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.counts.outcomes.failed_not_sent.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.counts.outcomes.sent.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -246,20 +246,22 @@ impl ProducerInner {
         let connected_untried = |p: Partition| untried(p) && connected(p);
         let tiers: [&(dyn Fn(Partition) -> bool + Sync); 4] =
             [&healthy, &connected_untried, &connected, &untried];
-        let mut chosen = None;
-        for tier in tiers {
-            if self.config.server.is_some() {
-                // A fixed server: the broker chooses, the selector is not asked.
-                chosen = route.partitions.first().copied();
-                break;
+        // A fixed server: the broker chooses, the selector is not asked.
+        let chosen = if self.config.server.is_some() {
+            route.partitions.first().copied()
+        } else {
+            let mut chosen = None;
+            for tier in tiers {
+                let selection =
+                    Selection::new(&route.partitions, message, sequence).with_usable(tier);
+                let partition = self.config.selector.select(&selection);
+                chosen = partition;
+                if partition.is_none_or(tier) {
+                    break;
+                }
             }
-            let selection = Selection::new(&route.partitions, message, sequence).with_usable(tier);
-            let partition = self.config.selector.select(&selection);
-            chosen = partition;
-            if partition.is_none_or(tier) {
-                break;
-            }
-        }
+            chosen
+        };
         let partition = chosen.ok_or_else(|| Error::NoPartition {
             topic: message.topic().to_owned(),
             reason: "the partition selector chose none".into(),

@@ -83,14 +83,44 @@ impl ProducerStats {
     }
 }
 
+/// Sends counted by how they ended: shared by the producer's counters and
+/// the one-way producer's.
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
+    pub(crate) sent: AtomicU64,
+    pub(crate) failed_not_sent: AtomicU64,
+    pub(crate) failed_maybe_sent: AtomicU64,
+    pub(crate) failed_rejected: AtomicU64,
+    pub(crate) failed_other: AtomicU64,
+}
+
+impl Outcomes {
+    /// Counts one send that succeeded.
+    pub(crate) fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one send that failed with `error`, by its delivery kind.
+    pub(crate) fn failed(&self, error: &Error) {
+        let counter = match error.delivery() {
+            Some(Delivery::NotSent) => &self.failed_not_sent,
+            Some(Delivery::MaybeSent) => &self.failed_maybe_sent,
+            Some(Delivery::Rejected) => &self.failed_rejected,
+            None => &self.failed_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A counter's value (counters are only ever added to).
+pub(crate) fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
 /// The live counters behind [`ProducerStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    sent: AtomicU64,
-    failed_not_sent: AtomicU64,
-    failed_maybe_sent: AtomicU64,
-    failed_rejected: AtomicU64,
-    failed_other: AtomicU64,
+    outcomes: Outcomes,
     retries: AtomicU64,
     retries_after_maybe_sent: AtomicU64,
     /// Latencies of the sends that succeeded (recorded by the send, which
@@ -102,26 +132,15 @@ impl Counters {
     /// A send to `topic` ended with `result`.
     pub(crate) fn ended(&self, topic: &str, result: &Result<SendResult>) {
         match result {
-            Ok(_) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => self.outcomes.sent(),
             Err(error) => self.failed(topic, error),
         }
     }
 
     /// A send to `topic` ended with `error`.
     pub(crate) fn failed(&self, topic: &str, error: &Error) {
-        self.failure(error).fetch_add(1, Ordering::Relaxed);
+        self.outcomes.failed(error);
         send_metrics::count_failure(topic, error);
-    }
-
-    fn failure(&self, error: &Error) -> &AtomicU64 {
-        match error.delivery() {
-            Some(Delivery::NotSent) => &self.failed_not_sent,
-            Some(Delivery::MaybeSent) => &self.failed_maybe_sent,
-            Some(Delivery::Rejected) => &self.failed_rejected,
-            None => &self.failed_other,
-        }
     }
 
     /// A send tries again after an attempt that ended as `delivery`.
@@ -136,13 +155,13 @@ impl Counters {
     /// The counts as of now; the caller fills in the brokers and route
     /// changes, which live elsewhere.
     pub(crate) fn snapshot(&self, in_flight: usize) -> ProducerStats {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let outcomes = &self.outcomes;
         ProducerStats {
-            sent: read(&self.sent),
-            failed_not_sent: read(&self.failed_not_sent),
-            failed_maybe_sent: read(&self.failed_maybe_sent),
-            failed_rejected: read(&self.failed_rejected),
-            failed_other: read(&self.failed_other),
+            sent: read(&outcomes.sent),
+            failed_not_sent: read(&outcomes.failed_not_sent),
+            failed_maybe_sent: read(&outcomes.failed_maybe_sent),
+            failed_rejected: read(&outcomes.failed_rejected),
+            failed_other: read(&outcomes.failed_other),
             retries: read(&self.retries),
             retries_after_maybe_sent: read(&self.retries_after_maybe_sent),
             in_flight,
