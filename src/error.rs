@@ -274,6 +274,50 @@ pub enum Error {
         /// Why the answer is missing.
         reason: String,
     },
+    /// An XA branch operation failed with an XA error code (docs/protocol.md
+    /// §2.7, 4.4): the broker's `XAException:code=<int>` answer, or the code
+    /// the Java client gives a local failure — XAER_RMERR (-3) for any other
+    /// error answer, XA_RBTIMEOUT (106) for no answer in time, XAER_RMFAIL
+    /// (-7) for no connection. The codes are the constants of
+    /// [`producer::xa_code`](crate::producer::xa_code).
+    #[error("XA {operation} of {xid} on {broker} failed with code {code}: {reason}")]
+    Xa {
+        /// The command: `start`, `end`, `prepare`, `commit`, `rollback`,
+        /// `forget`, `recover` or `send`.
+        operation: &'static str,
+        /// The branch key, `XID:<formatId>:<gtrid>:<bqual>:<qualifier>`
+        /// (`null` for `recover`).
+        xid: String,
+        /// The broker asked.
+        broker: String,
+        /// The XA error code.
+        code: i32,
+        /// The broker's text, or what happened locally.
+        reason: String,
+    },
+    /// The local message store could not be read or written.
+    #[error("local store {path:?}: {operation} failed: {cause}")]
+    LocalStore {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What was being done.
+        operation: &'static str,
+        /// The I/O error or the damage found.
+        cause: String,
+    },
+    /// The local message store is at its size bound: the message was
+    /// neither sent nor stored.
+    #[error("local store is full: {held_bytes} of {limit_bytes} bytes held; cannot keep a message for {topic:?} partition {partition}")]
+    LocalStoreFull {
+        /// The message's topic.
+        topic: String,
+        /// The partition it waits for (`-1--1` for "any").
+        partition: String,
+        /// Bytes the store holds.
+        held_bytes: u64,
+        /// The store's bound.
+        limit_bytes: u64,
+    },
     /// The configuration is unusable.
     #[error("invalid configuration: {reason}")]
     Config {
@@ -323,6 +367,8 @@ impl Error {
             | Error::NotSent { .. }
             | Error::TopicUnavailable { .. }
             | Error::TransactionFailed { .. }
+            | Error::LocalStore { .. }
+            | Error::LocalStoreFull { .. }
             | Error::Closed => Some(Delivery::NotSent),
             Error::Timeout { .. }
             | Error::ConnectionLost { .. }
@@ -331,6 +377,7 @@ impl Error {
             Error::ZooKeeper { .. }
             | Error::ZooKeeperUnreachable { .. }
             | Error::Config { .. }
+            | Error::Xa { .. }
             | Error::FlushTimeout { .. } => None,
         }
     }

@@ -74,6 +74,7 @@ mod slow_brokers;
 mod stats;
 mod topics;
 mod transaction;
+pub mod xa_code;
 
 use std::collections::HashMap;
 use std::future::Future;
