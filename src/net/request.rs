@@ -50,6 +50,11 @@ impl PendingReply {
         PendingReply { state }
     }
 
+    /// Whether it was refused before reaching the table (not written).
+    pub(crate) fn is_refused(&self) -> bool {
+        matches!(self.state, Pending::Ready(Err(_)))
+    }
+
     /// When the answer was read from the socket, once resolved with one
     /// (the session's reading for the whole batch of answers, so timing a
     /// send costs no clock read).

@@ -64,6 +64,7 @@ mod health;
 mod in_flight;
 mod latency_histogram;
 mod one_way;
+mod pinned;
 mod route_events;
 mod selector;
 mod send;
@@ -74,6 +75,9 @@ mod slow_brokers;
 mod stats;
 mod topics;
 mod transaction;
+mod tx_request;
+mod xa;
+mod xa_branch;
 pub mod xa_code;
 
 use std::collections::HashMap;
@@ -87,6 +91,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::debug_span;
 
+pub use crate::protocol::XaTxId;
 pub use broker_stats::BrokerStats;
 pub use builder::ProducerBuilder;
 pub use fixed::BROKER_CHOOSES;
@@ -99,6 +104,8 @@ pub use send_all::SendAll;
 pub use slow_brokers::{SlowBrokers, MIN_SHARE};
 pub use stats::ProducerStats;
 pub use transaction::Transaction;
+pub use xa::{PrepareVote, XaResource};
+pub use xa_branch::XaBranch;
 
 use builder::ProducerConfig;
 use topics::{spawn_route_task, RouteTaskSettings, TopicState};

@@ -19,7 +19,7 @@ pub(crate) fn new_session_id() -> String {
     format!("{}-{millis}-{seq}", host())
 }
 
-fn host() -> String {
+pub(crate) fn host() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_default();

@@ -20,16 +20,15 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tracing::{info, warn};
 
+use super::pinned::{pinned_partition, NotPinnable::*};
 use super::send::encode_put_into;
 use super::topics::TopicState;
+use super::tx_request::{request, Command, RequestError};
 use super::{Producer, ProducerInner};
 use crate::cluster::{BrokerUri, Partition};
 use crate::error::{Error, Result};
-use crate::net::{Connection, NotQueued, RequestError as Unanswered};
-use crate::producer::selector::Selection;
-use crate::protocol::{
-    LocalTxId, ProtocolError, Response, TransactionKind, TransactionRequest, TxKey,
-};
+use crate::net::Connection;
+use crate::protocol::{LocalTxId, TransactionKind, TransactionRequest, TxKey};
 use crate::{Message, SendResult};
 
 /// The broker and socket a transaction is bound to.
@@ -122,7 +121,7 @@ const CANCELLED_BEGIN: &str =
 
 /// Seconds for BEGIN: none for zero (MetaQ's `setTransactionTimeout(0)`,
 /// no timeout token), else at least 1 (a 0 on the wire would mean none).
-fn whole_seconds(timeout: Duration) -> Option<i32> {
+pub(crate) fn whole_seconds(timeout: Duration) -> Option<i32> {
     (!timeout.is_zero()).then(|| timeout.as_secs().clamp(1, i32::MAX as u64) as i32)
 }
 
@@ -253,7 +252,7 @@ impl Transaction {
         // by the broker although the caller never saw it succeed: until the
         // answer is in, the transaction counts as broken.
         self.broken = Some(CANCELLED_PUT.into());
-        let answer = request(&connection, epoch, frame, inner.config.send_timeout).await;
+        let answer = request(&connection, Some(epoch), frame, inner.config.send_timeout).await;
         self.broken = None;
         match answer {
             Ok(response) if response.code.is_success() => match response.put_result() {
@@ -297,7 +296,7 @@ impl Transaction {
             runtime: tokio::runtime::Handle::try_current().ok(),
         });
         self.broken = Some(CANCELLED_BEGIN.into());
-        let answer = request(connection, epoch, command.frame(), wait).await;
+        let answer = request(connection, Some(epoch), command.frame(), wait).await;
         self.broken = None;
         if matches!(answer, Err(RequestError::NotWritten(_))) {
             // Never reached the broker: free to choose again.
@@ -328,40 +327,11 @@ impl Transaction {
         broker_id: u32,
         pinned: &Connection,
     ) -> Result<Partition> {
-        let route = state.route.load();
-        match route.connections.get(&broker_id) {
-            Some(c) if c.uri() == pinned.uri() => {}
-            _ => {
-                let reason = format!(
-                    "the pinned broker {} is no longer listed for topic {:?}",
-                    pinned.uri(),
-                    message.topic()
-                );
-                return Err(self.break_with(reason));
-            }
+        match pinned_partition(&self.inner, state, message, broker_id, pinned) {
+            Ok(partition) => Ok(partition),
+            Err(PinnedGone(reason)) => Err(self.break_with(reason)),
+            Err(NoPartition(reason)) => Err(self.failed(reason)),
         }
-        if self.inner.config.server.is_some() {
-            return Ok(super::BROKER_CHOOSES); // the selector is not asked
-        }
-        let candidates: Vec<Partition> = route
-            .partitions
-            .iter()
-            .copied()
-            .filter(|p| p.broker_id == broker_id)
-            .collect();
-        let selection = Selection::new(&candidates, message, &state.sequence);
-        self.inner
-            .config
-            .selector
-            .select(&selection)
-            .filter(|p| p.broker_id == broker_id)
-            .ok_or_else(|| {
-                self.failed(format!(
-                    "broker {} has no partition of topic {:?}",
-                    pinned.uri(),
-                    message.topic()
-                ))
-            })
     }
 
     /// A transaction command; the connection gives it its opaque.
@@ -410,7 +380,13 @@ impl Transaction {
         }
         let command = self.command(TransactionKind::CommitOnePhase, None);
         let wait = self.inner.config.transaction_request_timeout;
-        let answer = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
+        let answer = request(
+            &pinned.connection,
+            Some(pinned.epoch),
+            command.frame(),
+            wait,
+        )
+        .await;
         self.pinned = Some(pinned);
         match answer {
             Ok(response) if response.code.is_success() => {
@@ -455,7 +431,13 @@ impl Transaction {
         };
         let command = self.command(TransactionKind::Rollback, None);
         let wait = self.inner.config.transaction_request_timeout;
-        let answer = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
+        let answer = request(
+            &pinned.connection,
+            Some(pinned.epoch),
+            command.frame(),
+            wait,
+        )
+        .await;
         self.pinned = Some(pinned);
         match answer {
             Ok(response) if response.code.is_success() => Ok(()),
@@ -474,7 +456,13 @@ impl Transaction {
     async fn send_rollback(&self, pinned: &Pinned) {
         let command = self.command(TransactionKind::Rollback, None);
         let wait = self.inner.config.transaction_request_timeout;
-        let _ = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
+        let _ = request(
+            &pinned.connection,
+            Some(pinned.epoch),
+            command.frame(),
+            wait,
+        )
+        .await;
     }
 }
 
@@ -495,68 +483,14 @@ impl Drop for Transaction {
             .or_else(|| pinned.runtime.clone());
         if let Some(runtime) = runtime {
             runtime.spawn(async move {
-                let _ = request(&pinned.connection, pinned.epoch, command.frame(), wait).await;
+                let _ = request(
+                    &pinned.connection,
+                    Some(pinned.epoch),
+                    command.frame(),
+                    wait,
+                )
+                .await;
             });
         }
     }
-}
-
-/// Why a transaction request got no answer.
-#[derive(Debug)]
-enum RequestError {
-    NotWritten(String),
-    Lost(String),
-    Timeout(Duration),
-}
-
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RequestError::NotWritten(cause) => write!(f, "not written: {cause}"),
-            RequestError::Lost(cause) => write!(f, "connection lost after writing: {cause}"),
-            RequestError::Timeout(wait) => write!(f, "no answer within {wait:?}"),
-        }
-    }
-}
-
-/// A transaction command waiting for its opaque.
-struct Command(TransactionRequest);
-
-impl Command {
-    fn frame(&self) -> impl Fn(&mut BytesMut, i32) -> std::result::Result<(), ProtocolError> + '_ {
-        |out, opaque| {
-            TransactionRequest {
-                opaque,
-                ..self.0.clone()
-            }
-            .encode(out)
-        }
-    }
-}
-
-/// Writes one frame on socket generation `epoch` and waits for its answer.
-async fn request(
-    connection: &Connection,
-    epoch: u64,
-    frame: impl Fn(&mut BytesMut, i32) -> std::result::Result<(), ProtocolError>,
-    wait: Duration,
-) -> std::result::Result<Response, RequestError> {
-    let room_until = tokio::time::Instant::now() + wait;
-    let reply = match connection
-        .request(Some(epoch), room_until, wait, frame)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(NotQueued::Full) => {
-            return Err(RequestError::NotWritten("no room on the connection".into()))
-        }
-        Err(NotQueued::Invalid(e)) => {
-            return Err(RequestError::NotWritten(format!("cannot be encoded: {e}")))
-        }
-    };
-    reply.await.map_err(|e| match e {
-        Unanswered::NotWritten(cause) => RequestError::NotWritten(cause),
-        Unanswered::Lost(cause) => RequestError::Lost(cause),
-        Unanswered::TimedOut => RequestError::Timeout(wait),
-    })
 }

@@ -21,6 +21,9 @@ pub const XA_HEURRB: i32 = 6;
 pub const XA_HEURCOM: i32 = 7;
 /// The branch was partly committed, partly rolled back by hand.
 pub const XA_HEURHAZ: i32 = 8;
+/// The branch must be rolled back: a send in it failed (answer to
+/// [`XaBranch::end`](crate::producer::XaBranch::end) of a broken branch).
+pub const XA_RBROLLBACK: i32 = 100;
 /// The branch was rolled back for an unspecified reason (store failure).
 pub const XA_RBOTHER: i32 = 104;
 /// The branch was rolled back, or its answer never came in time.
@@ -52,6 +55,7 @@ pub fn name(code: i32) -> &'static str {
         XA_HEURRB => "XA_HEURRB",
         XA_HEURCOM => "XA_HEURCOM",
         XA_HEURHAZ => "XA_HEURHAZ",
+        XA_RBROLLBACK => "XA_RBROLLBACK",
         XA_RBOTHER => "XA_RBOTHER",
         XA_RBTIMEOUT => "XA_RBTIMEOUT",
         XAER_RMERR => "XAER_RMERR",

@@ -114,15 +114,20 @@ impl fmt::Display for TxKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TxKey::Local(l) => write!(f, "TX:{}:{}", l.session_id, l.counter),
-            TxKey::Xa(x) => {
-                write!(f, "XID:{}:", x.format_id)?;
-                write_hex(f, &x.global_id)?;
-                f.write_char(':')?;
-                write_hex(f, &x.branch_qualifier)?;
-                write!(f, ":{}", x.unique_qualifier)
-            }
+            TxKey::Xa(x) => x.fmt(f),
             TxKey::Null => f.write_str("null"),
         }
+    }
+}
+
+/// The wire key, `XID:<formatId>:<gtridHex>:<bqualHex>:<uniqueQualifier>`.
+impl fmt::Display for XaTxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "XID:{}:", self.format_id)?;
+        write_hex(f, &self.global_id)?;
+        f.write_char(':')?;
+        write_hex(f, &self.branch_qualifier)?;
+        write!(f, ":{}", self.unique_qualifier)
     }
 }
 
