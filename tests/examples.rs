@@ -329,6 +329,40 @@ async fn transaction_commits_three_messages_on_one_broker_and_rolls_one_back() {
     }
 }
 
+/// Two-phase commit over both brokers: each stores exactly its two branch
+/// messages, and nothing of the transaction rolled back after prepare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_commits_a_branch_on_each_broker_and_rolls_one_back() {
+    let root = unique_root();
+    let brokers = brokers(&root, 2).await;
+    let out = run("xa", &root, &[]).await.succeeded();
+    for broker in &brokers {
+        let id = broker.config().id;
+        let mut texts = stored_texts(std::slice::from_ref(broker));
+        texts.sort();
+        assert_eq!(
+            texts,
+            [
+                format!("xa broker {id} message 0"),
+                format!("xa broker {id} message 1")
+            ],
+            "{out}"
+        );
+        assert!(
+            out.lines
+                .iter()
+                .any(|l| l.ends_with(&format!("committed on {}", broker.uri()))),
+            "{out}"
+        );
+    }
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.ends_with("rolled back after prepare")),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_by_key_keeps_each_key_on_one_partition_in_order() {
     let root = unique_root();

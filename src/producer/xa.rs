@@ -34,9 +34,10 @@ use crate::protocol::{
     validate_unique_qualifier, Response, TransactionKind, TransactionRequest, TxKey, XaTxId,
 };
 
-/// A prepared branch's vote, the answer to [`XaResource::prepare`].
+/// A prepared branch's vote, the answer to [`XaResource::prepare`]. XA
+/// has exactly these two (any other answer is an error), so the enum is
+/// exhaustive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum PrepareVote {
     /// `XA_OK`: prepared and durable on the broker; commit or roll it back.
     Ok,
