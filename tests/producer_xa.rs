@@ -283,7 +283,7 @@ async fn a_branch_prepared_before_a_broker_kill_commits_after_restart() {
 
     let process = BrokerProcess::spawn(&binary, &args).expect("restart metaq-broker");
     let new_uri: BrokerUri = format!("meta://{}", process.addr()).parse().unwrap();
-    let xa = eventually(
+    eventually(
         Duration::from_secs(30),
         "the restarted broker in the route",
         || {
