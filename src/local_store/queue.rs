@@ -1,0 +1,293 @@
+//! One (topic, partition) queue: its segments, its cursor, and the
+//! operations on them. The store holds each queue behind its own mutex.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::config::{FsyncPolicy, LocalStoreConfig};
+use super::fsio::{io_error, sync_dir};
+use super::record;
+use super::segment::{self, Segment};
+use super::{cursor, StoredMessage};
+use crate::error::Error;
+use crate::Message;
+
+/// The front record once read: sequence number, message, bytes.
+type Front = (u64, Message, u64);
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) topic: String,
+    pub(crate) partition: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) fsync: FsyncPolicy,
+    pub(crate) max_record: usize,
+    /// Oldest first; only the first one holds acknowledged records.
+    pub(crate) segments: VecDeque<Segment>,
+    /// The last segment, opened for appending once needed.
+    pub(crate) writer: Option<File>,
+    pub(crate) next_seq: u64,
+    /// The first sequence number not acknowledged.
+    pub(crate) cursor: u64,
+    /// Where the first record not acknowledged starts in the first segment.
+    pub(crate) front_offset: u64,
+    pub(crate) front: Option<Front>,
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    pub(crate) unsynced_appends: u32,
+    pub(crate) unsynced_acks: u32,
+}
+
+impl Queue {
+    /// Adds `message`; its bytes are reserved in `held` (the store's total)
+    /// first, so the bound holds across queues.
+    pub(crate) fn append(
+        &mut self,
+        message: &Message,
+        config: &LocalStoreConfig,
+        held: &AtomicU64,
+    ) -> Result<u64, Error> {
+        let len = record::encoded_len(message);
+        if len > config.max_record_bytes {
+            return Err(Error::MessageTooLarge {
+                topic: self.topic.clone(),
+                size: len,
+                max: config.max_record_bytes,
+            });
+        }
+        let len = len as u64;
+        let full = || Error::LocalStoreFull {
+            topic: self.topic.clone(),
+            partition: self.partition.clone(),
+            held_bytes: held.load(Ordering::SeqCst),
+            limit_bytes: config.max_bytes,
+        };
+        if config
+            .max_messages_per_queue
+            .is_some_and(|max| self.messages >= max)
+        {
+            return Err(full());
+        }
+        let reserved = held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+            now.checked_add(len)
+                .filter(|&total| total <= config.max_bytes)
+        });
+        if reserved.is_err() {
+            return Err(full());
+        }
+        self.write_record(message, len, config).inspect_err(|_| {
+            held.fetch_sub(len, Ordering::SeqCst);
+        })
+    }
+
+    fn write_record(
+        &mut self,
+        message: &Message,
+        len: u64,
+        config: &LocalStoreConfig,
+    ) -> Result<u64, Error> {
+        let seq = self.next_seq;
+        let mut bytes = Vec::with_capacity(len as usize);
+        record::encode(seq, message, &mut bytes);
+        let roll = self
+            .segments
+            .back()
+            .is_none_or(|last| last.len > 0 && last.len + len > config.segment_bytes);
+        if roll {
+            self.roll(seq)?;
+        }
+        let last = self
+            .segments
+            .back_mut()
+            .expect("a segment exists after rolling");
+        if self.writer.is_none() {
+            let file = OpenOptions::new().append(true).open(&last.path);
+            self.writer = Some(file.map_err(io_error(&last.path, "open segment"))?);
+        }
+        let writer = self.writer.as_mut().expect("opened above");
+        let mut written = writer
+            .write_all(&bytes)
+            .map_err(io_error(&last.path, "append"));
+        let sync_now = match self.fsync {
+            FsyncPolicy::EveryAppend => true,
+            FsyncPolicy::EveryN(n) => self.unsynced_appends + 1 >= n.get(),
+            FsyncPolicy::Never => false,
+        };
+        if written.is_ok() && sync_now {
+            written = writer
+                .sync_data()
+                .map_err(io_error(&last.path, "fsync segment"));
+        }
+        if let Err(e) = written {
+            // Take back whatever part was written: a later append must not
+            // follow a torn record, and the caller was told it failed.
+            if let Err(undo) = writer.set_len(last.len) {
+                tracing::warn!(path = %last.path.display(), error = %undo,
+                    "local store: could not cut a failed append off; recovery will drop it");
+                self.writer = None;
+            }
+            return Err(e);
+        }
+        self.unsynced_appends = if sync_now {
+            0
+        } else {
+            self.unsynced_appends + 1
+        };
+        last.len += len;
+        last.live += 1;
+        self.messages += 1;
+        self.bytes += len;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Closes the last segment (synced unless the policy is `Never`) and
+    /// begins `<seq>.seg`.
+    fn roll(&mut self, seq: u64) -> Result<(), Error> {
+        if let (Some(writer), Some(last)) = (self.writer.take(), self.segments.back()) {
+            if self.fsync != FsyncPolicy::Never {
+                writer
+                    .sync_data()
+                    .map_err(io_error(&last.path, "fsync segment"))?;
+                self.unsynced_appends = 0;
+            }
+        }
+        let path = self.dir.join(segment::file_name(seq));
+        let file = OpenOptions::new().create(true).append(true).open(&path);
+        self.writer = Some(file.map_err(io_error(&path, "create segment"))?);
+        if self.fsync != FsyncPolicy::Never {
+            sync_dir(&self.dir)?;
+        }
+        if self.segments.is_empty() {
+            self.front_offset = 0;
+        }
+        self.segments.push_back(Segment {
+            path,
+            len: 0,
+            live: 0,
+        });
+        Ok(())
+    }
+
+    /// The first message not acknowledged, read once and kept until acked.
+    pub(crate) fn peek(&mut self, held: &AtomicU64) -> Result<Option<StoredMessage>, Error> {
+        loop {
+            if let Some((seq, message, _)) = &self.front {
+                return Ok(Some(StoredMessage {
+                    seq: *seq,
+                    message: message.clone(),
+                }));
+            }
+            let Some(first) = self.segments.front() else {
+                return Ok(None);
+            };
+            let read = segment::read_at(&first.path, self.front_offset, self.max_record)
+                .map_err(io_error(&first.path, "read segment"))?;
+            match read {
+                Ok((seq, message, len))
+                    if seq >= self.cursor && self.front_offset + len <= first.len =>
+                {
+                    self.front = Some((seq, message, len));
+                }
+                Ok((seq, ..)) => self.drop_damaged_front(&format!("unexpected record {seq}"), held),
+                Err(damage) => self.drop_damaged_front(&damage.to_string(), held),
+            }
+        }
+    }
+
+    /// The first segment went bad after it was scanned: what is left of it
+    /// cannot be framed, so it is dropped, as recovery would.
+    fn drop_damaged_front(&mut self, why: &str, held: &AtomicU64) {
+        let Some(first) = self.segments.front_mut() else {
+            return;
+        };
+        let dropped = first.len - self.front_offset;
+        tracing::warn!(path = %first.path.display(), offset = self.front_offset,
+            bytes = dropped, messages = first.live, reason = why,
+            "local store: damaged record; dropping the rest of the segment");
+        self.messages -= first.live;
+        self.bytes -= dropped;
+        held.fetch_sub(dropped, Ordering::SeqCst);
+        first.live = 0;
+        self.release_consumed();
+    }
+
+    /// Acknowledges the first message if its sequence number is `seq`.
+    pub(crate) fn ack(&mut self, seq: u64, held: &AtomicU64) -> Result<bool, Error> {
+        if self.front.is_none() {
+            self.peek(held)?;
+        }
+        let Some((front_seq, _, len)) = &self.front else {
+            return Ok(false);
+        };
+        if *front_seq != seq {
+            return Ok(false);
+        }
+        let len = *len;
+        let durable = match self.fsync {
+            FsyncPolicy::EveryAppend => true,
+            FsyncPolicy::EveryN(n) => self.unsynced_acks + 1 >= n.get(),
+            FsyncPolicy::Never => false,
+        };
+        cursor::write(&self.dir, seq + 1, durable, self.fsync)?;
+        self.unsynced_acks = if durable { 0 } else { self.unsynced_acks + 1 };
+        self.cursor = seq + 1;
+        self.front = None;
+        self.front_offset += len;
+        if let Some(first) = self.segments.front_mut() {
+            first.live -= 1;
+        }
+        self.messages -= 1;
+        self.bytes -= len;
+        held.fetch_sub(len, Ordering::SeqCst);
+        self.release_consumed();
+        Ok(true)
+    }
+
+    /// Deletes leading segments with nothing left to give out.
+    fn release_consumed(&mut self) {
+        while self.segments.front().is_some_and(|s| s.live == 0) {
+            let first = self.segments.pop_front().expect("checked above");
+            if self.segments.is_empty() {
+                self.writer = None;
+            }
+            self.front_offset = 0;
+            if let Err(e) = fs::remove_file(&first.path) {
+                // Recovery deletes it next time: its records are all acked.
+                tracing::warn!(path = %first.path.display(), error = %e,
+                    "local store: could not delete a consumed segment");
+            }
+        }
+    }
+
+    /// Flushes the last segment and the cursor (not under `Never`).
+    pub(crate) fn sync(&mut self) -> Result<(), Error> {
+        if self.fsync == FsyncPolicy::Never {
+            return Ok(());
+        }
+        if let (Some(writer), Some(last)) = (&self.writer, self.segments.back()) {
+            if self.unsynced_appends > 0 {
+                writer
+                    .sync_data()
+                    .map_err(io_error(&last.path, "fsync segment"))?;
+            }
+        }
+        self.unsynced_appends = 0;
+        if self.unsynced_acks > 0 {
+            cursor::write(&self.dir, self.cursor, true, self.fsync)?;
+            self.unsynced_acks = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "local store: sync on close failed");
+        }
+    }
+}
