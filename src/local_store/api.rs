@@ -98,7 +98,7 @@ impl Drop for Inner {
 }
 
 /// A directory of per-(topic, partition) message queues on local disk; see
-/// the [module documentation](self) for the format and guarantees.
+/// the [module documentation](crate::local_store) for the format and guarantees.
 ///
 /// # Examples
 ///
@@ -132,7 +132,7 @@ impl std::fmt::Debug for LocalStore {
 
 impl LocalStore {
     /// Opens the store in `dir` (created if missing) and recovers every
-    /// queue in it; see [Recovery](self#recovery).
+    /// queue in it; see [Recovery](crate::local_store#recovery).
     ///
     /// Fails with [`Error::LocalStore`] on an I/O error, or if this process
     /// already has a store open on `dir`.
