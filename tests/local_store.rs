@@ -575,3 +575,35 @@ fn a_killed_process_loses_no_acknowledged_append() {
         assert_eq!((stored.seq, &stored.message), (i as u64, &message(i)));
     }
 }
+
+#[test]
+fn the_store_is_send_and_sync() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<LocalStore>();
+}
+
+#[test]
+fn damage_found_while_reading_drops_the_rest_of_the_segment_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path(), fast()).unwrap();
+    let mut ends = vec![0];
+    for i in 0..10 {
+        store.append(PART, &message(i)).unwrap();
+        ends.push(fs::metadata(&segments(dir.path())[0]).unwrap().len());
+    }
+    assert_eq!(payloads(&drain_n(&store, 2)), expected(0..2));
+    // Damage behind the open store's back.
+    let file = segments(dir.path())[0].clone();
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[(ends[5] + 13) as usize] ^= 1;
+    fs::write(&file, bytes).unwrap();
+    let (got, logs) = with_logs(|| drain(&store, TOPIC, PART));
+    assert_eq!(payloads(&got), expected(2..5));
+    assert!(logs.contains("dropping the rest of the segment"), "{logs}");
+    assert!(store.is_empty());
+    assert_eq!(store.total_bytes(), 0);
+    assert_eq!(store.append(PART, &message(10)).unwrap(), 10);
+    drop(store);
+    let store = LocalStore::open(dir.path(), fast()).unwrap();
+    assert_eq!(payloads(&drain(&store, TOPIC, PART)), expected(10..11));
+}

@@ -121,6 +121,11 @@ impl LocalStoreConfig {
     /// Bound on the messages held by one (topic, partition) queue; `None`
     /// for no bound. Java's one-way store kept at most 500000.
     ///
+    /// An append past it fails with
+    /// [`Error::LocalStoreFull`](crate::Error::LocalStoreFull) too; its
+    /// `held_bytes` and `limit_bytes` are then still the store's byte
+    /// totals, which may be under the byte bound.
+    ///
     /// # Examples
     ///
     /// ```

@@ -29,6 +29,11 @@ pub(crate) struct Queue {
     pub(crate) segments: VecDeque<Segment>,
     /// The last segment, opened for appending once needed.
     pub(crate) writer: Option<File>,
+    /// The last segment ends in a failed append that could not be cut off:
+    /// the next append begins a new segment.
+    pub(crate) roll_next: bool,
+    /// The first segment, opened for reading once needed.
+    pub(crate) reader: Option<File>,
     pub(crate) next_seq: u64,
     /// The first sequence number not acknowledged.
     pub(crate) cursor: u64,
@@ -92,10 +97,11 @@ impl Queue {
         let seq = self.next_seq;
         let mut bytes = Vec::with_capacity(len as usize);
         record::encode(seq, message, &mut bytes);
-        let roll = self
-            .segments
-            .back()
-            .is_none_or(|last| last.len > 0 && last.len + len > config.segment_bytes);
+        let roll = self.roll_next
+            || self
+                .segments
+                .back()
+                .is_none_or(|last| last.len > 0 && last.len + len > config.segment_bytes);
         if roll {
             self.roll(seq)?;
         }
@@ -128,6 +134,7 @@ impl Queue {
                 tracing::warn!(path = %last.path.display(), error = %undo,
                     "local store: could not cut a failed append off; recovery will drop it");
                 self.writer = None;
+                self.roll_next = true;
             }
             return Err(e);
         }
@@ -155,6 +162,7 @@ impl Queue {
                 self.unsynced_appends = 0;
             }
         }
+        self.roll_next = false;
         let path = self.dir.join(segment::file_name(seq));
         let file = OpenOptions::new().create(true).append(true).open(&path);
         self.writer = Some(file.map_err(io_error(&path, "create segment"))?);
@@ -184,7 +192,13 @@ impl Queue {
             let Some(first) = self.segments.front() else {
                 return Ok(None);
             };
-            let read = segment::read_at(&first.path, self.front_offset, self.max_record)
+            if self.reader.is_none() {
+                let file =
+                    File::open(&first.path).map_err(io_error(&first.path, "open segment"))?;
+                self.reader = Some(file);
+            }
+            let reader = self.reader.as_mut().expect("opened above");
+            let read = segment::read_at(reader, self.front_offset, self.max_record)
                 .map_err(io_error(&first.path, "read segment"))?;
             match read {
                 Ok((seq, message, len))
@@ -204,7 +218,7 @@ impl Queue {
         let Some(first) = self.segments.front_mut() else {
             return;
         };
-        let dropped = first.len - self.front_offset;
+        let dropped = first.len.saturating_sub(self.front_offset);
         tracing::warn!(path = %first.path.display(), offset = self.front_offset,
             bytes = dropped, messages = first.live, reason = why,
             "local store: damaged record; dropping the rest of the segment");
@@ -251,6 +265,7 @@ impl Queue {
     fn release_consumed(&mut self) {
         while self.segments.front().is_some_and(|s| s.live == 0) {
             let first = self.segments.pop_front().expect("checked above");
+            self.reader = None;
             if self.segments.is_empty() {
                 self.writer = None;
             }

@@ -35,6 +35,8 @@ pub(crate) fn create(
         max_record: config.max_record_bytes,
         segments: VecDeque::new(),
         writer: None,
+        roll_next: false,
+        reader: None,
         next_seq: 0,
         cursor: 0,
         front_offset: 0,
@@ -123,7 +125,7 @@ fn cut(path: &Path, offset: u64, reason: &str, fsync: FsyncPolicy) -> Result<(),
         .metadata()
         .map_err(io_error(path, "stat segment"))?
         .len();
-    tracing::warn!(path = %path.display(), offset, dropped_bytes = size - offset, reason,
+    tracing::warn!(path = %path.display(), offset, dropped_bytes = size.saturating_sub(offset), reason,
         "local store: damaged or torn record; the rest of the segment is dropped");
     file.set_len(offset)
         .map_err(io_error(path, "truncate segment"))?;

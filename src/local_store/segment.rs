@@ -78,16 +78,15 @@ pub(crate) fn read_next(
     )))
 }
 
-/// Reads the record at `offset` of `path`.
+/// Reads the record at `offset` of `file`.
 pub(crate) fn read_at(
-    path: &Path,
+    file: &mut File,
     offset: u64,
     max_record: usize,
 ) -> io::Result<Result<Decoded, RecordError>> {
-    let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     Ok(
-        read_next(&mut file, max_record)?.unwrap_or(Err(RecordError::Short {
+        read_next(file, max_record)?.unwrap_or(Err(RecordError::Short {
             have: 0,
             need: HEADER_LEN,
         })),
