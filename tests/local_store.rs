@@ -607,3 +607,21 @@ fn damage_found_while_reading_drops_the_rest_of_the_segment_and_the_store_goes_o
     let store = LocalStore::open(dir.path(), fast()).unwrap();
     assert_eq!(payloads(&drain(&store, TOPIC, PART)), expected(10..11));
 }
+
+#[test]
+fn a_damaged_cursor_gives_duplicates_never_a_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path(), fast()).unwrap();
+    for i in 0..10 {
+        store.append(PART, &message(i)).unwrap();
+    }
+    drain_n(&store, 4);
+    drop(store);
+    let cursor = queue_dir(dir.path()).join("cursor");
+    assert_eq!(fs::metadata(&cursor).unwrap().len(), 32, "two slots");
+    fs::write(&cursor, [0xAB; 32]).unwrap();
+    let (store, logs) = with_logs(|| LocalStore::open(dir.path(), fast()).unwrap());
+    assert!(logs.contains("damaged cursor"), "{logs}");
+    // The acknowledged four were still in the segment: given again.
+    assert_eq!(payloads(&drain(&store, TOPIC, PART)), expected(0..10));
+}

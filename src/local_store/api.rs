@@ -93,6 +93,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The queues sync as they are dropped: before the directory is free.
+        drop(std::mem::take(&mut *lock(&self.queues)));
         lock(open_dirs()).remove(&self.dir);
     }
 }

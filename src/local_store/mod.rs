@@ -26,10 +26,18 @@
 //! [`peek_front`](LocalStore::peek_front) gives the oldest message of a
 //! queue and [`ack_front`](LocalStore::ack_front) removes it, so a caller
 //! acknowledges only after it sent the message. The acknowledged position is
-//! kept in the `cursor` file, replaced atomically (write `cursor.tmp`,
-//! fsync, rename); segments wholly acknowledged are deleted. A crash (or a
-//! failed cursor write) between a send and its acknowledgement gives that
-//! message again after reopening: a duplicate, never a loss.
+//! kept in the `cursor` file; segments wholly acknowledged are deleted. A
+//! crash (or a failed cursor write) between a send and its acknowledgement
+//! gives that message again after reopening: a duplicate, never a loss.
+//!
+//! The cursor file is not replaced by "write a temporary file, fsync,
+//! rename" on every acknowledgement: that cost about 180 µs an
+//! acknowledgement on ext4 without any fsync and several milliseconds with
+//! them, so replaying a full queue (Java kept up to 500000 messages) took
+//! minutes. Instead it holds two checksummed slots, written in turn, the
+//! older one overwritten: a write torn by a crash spoils only the slot being
+//! written, and reading takes the newer valid slot. That is as atomic as the
+//! rename, at one small write per acknowledgement.
 //!
 //! # Recovery
 //!

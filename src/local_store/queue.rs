@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::config::{FsyncPolicy, LocalStoreConfig};
+use super::cursor::Cursor;
 use super::fsio::{io_error, sync_dir};
 use super::record;
 use super::segment::{self, Segment};
-use super::{cursor, StoredMessage};
+use super::StoredMessage;
 use crate::error::Error;
 use crate::Message;
 
@@ -37,6 +38,7 @@ pub(crate) struct Queue {
     pub(crate) next_seq: u64,
     /// The first sequence number not acknowledged.
     pub(crate) cursor: u64,
+    pub(crate) cursor_file: Cursor,
     /// Where the first record not acknowledged starts in the first segment.
     pub(crate) front_offset: u64,
     pub(crate) front: Option<Front>,
@@ -246,7 +248,7 @@ impl Queue {
             FsyncPolicy::EveryN(n) => self.unsynced_acks + 1 >= n.get(),
             FsyncPolicy::Never => false,
         };
-        cursor::write(&self.dir, seq + 1, durable, self.fsync)?;
+        self.cursor_file.write(seq + 1, durable, self.fsync)?;
         self.unsynced_acks = if durable { 0 } else { self.unsynced_acks + 1 };
         self.cursor = seq + 1;
         self.front = None;
@@ -292,7 +294,7 @@ impl Queue {
         }
         self.unsynced_appends = 0;
         if self.unsynced_acks > 0 {
-            cursor::write(&self.dir, self.cursor, true, self.fsync)?;
+            self.cursor_file.sync()?;
             self.unsynced_acks = 0;
         }
         Ok(())

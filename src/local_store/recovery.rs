@@ -13,7 +13,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use super::config::{FsyncPolicy, LocalStoreConfig};
-use super::cursor;
+use super::cursor::{self, Cursor};
 use super::fsio::io_error;
 use super::queue::Queue;
 use super::segment::{self, Segment};
@@ -27,6 +27,7 @@ pub(crate) fn create(
     config: &LocalStoreConfig,
 ) -> Result<Queue, Error> {
     fs::create_dir_all(&dir).map_err(io_error(&dir, "create queue directory"))?;
+    let cursor_file = Cursor::new(&dir);
     Ok(Queue {
         topic,
         partition,
@@ -39,6 +40,7 @@ pub(crate) fn create(
         reader: None,
         next_seq: 0,
         cursor: 0,
+        cursor_file,
         front_offset: 0,
         front: None,
         messages: 0,
@@ -55,9 +57,11 @@ pub(crate) fn recover(
     partition: String,
     config: &LocalStoreConfig,
 ) -> Result<Queue, Error> {
-    let cursor = cursor::read(&dir)?.unwrap_or(0);
+    let (cursor_file, cursor) = Cursor::open(&dir)?;
+    let cursor = cursor.unwrap_or(0);
     let mut queue = create(dir, topic, partition, config)?;
     queue.cursor = cursor;
+    queue.cursor_file = cursor_file;
     let mut next_seq = cursor;
     // One past the last record of the segment before.
     let mut prev_end: Option<u64> = None;
@@ -96,7 +100,7 @@ pub(crate) fn recover(
     Ok(queue)
 }
 
-/// Segment files of `dir`, oldest first; removes a stale cursor temp file.
+/// Segment files of `dir`, oldest first.
 fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error(dir, "list queue directory"))? {
@@ -105,8 +109,6 @@ fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
         let name = name.to_string_lossy();
         if let Some(seq) = segment::parse_file_name(&name) {
             found.push((seq, entry.path()));
-        } else if name == cursor::TEMP {
-            remove(&entry.path());
         } else if name != cursor::FILE {
             tracing::warn!(path = %entry.path().display(), "local store: unknown file in a queue directory left alone");
         }
