@@ -25,15 +25,19 @@ use std::num::NonZeroU32;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
-    /// `fsync` the segment after every append (and the directory when a
-    /// file is created or renamed): a message the store accepted survives
-    /// power loss. The slowest choice: one disk flush per message.
+    /// `fsync` the segment after every append, the cursor after every
+    /// acknowledgement, and the directory whenever a file is created: a
+    /// message the store accepted survives power loss. The slowest choice:
+    /// one disk flush per message and per acknowledgement (on an ext4
+    /// virtual disk, about 0.2 ms an append and 0.15 ms an
+    /// acknowledgement, against a few µs with `Never`).
     #[default]
     EveryAppend,
     /// `fsync` a queue's segment after every `n`th append to that queue,
     /// when a segment is rolled, and on [`sync`](super::LocalStore::sync)
-    /// and drop. Power loss can lose the last `n - 1` messages appended
-    /// to each queue since its last sync.
+    /// and drop; its cursor after every `n`th acknowledgement. Power loss
+    /// can lose the last `n - 1` messages appended to each queue since its
+    /// last sync (and give up to `n - 1` acknowledged ones again).
     EveryN(NonZeroU32),
     /// Never `fsync`; the operating system writes back when it likes
     /// (typically within 30 s on Linux), and [`sync`](super::LocalStore::sync)
