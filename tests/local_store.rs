@@ -625,3 +625,69 @@ fn a_damaged_cursor_gives_duplicates_never_a_loss() {
     // The acknowledged four were still in the segment: given again.
     assert_eq!(payloads(&drain(&store, TOPIC, PART)), expected(0..10));
 }
+
+#[test]
+fn a_random_workload_matches_a_model() {
+    use std::collections::{BTreeMap, VecDeque};
+    let dir = tempfile::tempdir().unwrap();
+    let config = fast().segment_bytes(256);
+    let queues = [("a", "0-0"), ("a", "-1--1"), ("b", "1-2")];
+    let mut model: BTreeMap<(&str, &str), VecDeque<String>> = BTreeMap::new();
+    let mut rng = fastrand::Rng::with_seed(2024);
+    let mut store = LocalStore::open(dir.path(), config.clone()).unwrap();
+    for step in 0..3000 {
+        let (topic, partition) = queues[rng.usize(..queues.len())];
+        let queue = model.entry((topic, partition)).or_default();
+        match rng.u8(..100) {
+            0..=54 => {
+                let text = format!("{step}-{}", "x".repeat(rng.usize(..60)));
+                store
+                    .append(partition, &Message::new(topic, text.clone()))
+                    .unwrap();
+                queue.push_back(text);
+            }
+            55..=79 => {
+                let got = store.pop_front(topic, partition).unwrap();
+                let got = got.map(|s| String::from_utf8(s.message.payload().to_vec()).unwrap());
+                assert_eq!(got, queue.pop_front(), "step {step}");
+            }
+            80..=97 => {
+                // Peek, and acknowledge only sometimes (a failed send).
+                let front = store.peek_front(topic, partition).unwrap();
+                let text = front
+                    .as_ref()
+                    .map(|s| String::from_utf8(s.message.payload().to_vec()).unwrap());
+                assert_eq!(text.as_ref(), queue.front(), "step {step}");
+                if let (Some(front), true) = (front, rng.bool()) {
+                    assert!(store.ack_front(topic, partition, front.seq).unwrap());
+                    queue.pop_front();
+                }
+            }
+            _ => {
+                drop(store);
+                store = LocalStore::open(dir.path(), config.clone()).unwrap();
+            }
+        }
+        let held: Vec<_> = store
+            .holdings()
+            .into_iter()
+            .map(|h| ((h.topic, h.partition), h.messages))
+            .collect();
+        let want: Vec<_> = model
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|((t, p), q)| ((t.to_string(), p.to_string()), q.len() as u64))
+            .collect();
+        assert_eq!(held, want, "step {step}");
+    }
+    let on_disk: u64 = fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|q| fs::read_dir(q.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    // Only acknowledged records of each queue's first segment are extra.
+    assert!(on_disk >= store.total_bytes());
+    assert!(on_disk <= store.total_bytes() + 256 * queues.len() as u64);
+}
