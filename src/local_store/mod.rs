@@ -50,6 +50,19 @@
 //! [`max_record_bytes`](LocalStoreConfig::max_record_bytes). Damage found
 //! later, when a record is read back, is handled the same way.
 //!
+//! # Bounds
+//!
+//! An append fails, storing nothing, with
+//! [`Error::LocalStoreFull`](crate::Error::LocalStoreFull) when it would take
+//! the bytes held over all queues past
+//! [`max_bytes`](LocalStoreConfig::max_bytes) (1 GiB by default) or the
+//! queue past [`max_messages_per_queue`](LocalStoreConfig::max_messages_per_queue)
+//! (no bound by default; Java's one-way store kept 500000). The bytes held
+//! are the records not yet acknowledged; disk use can exceed them by the
+//! acknowledged part of each queue's oldest segment. A queue whose escaped
+//! directory name would be longer than 255 bytes (a topic of about 250
+//! bytes) is refused with [`Error::InvalidMessage`](crate::Error::InvalidMessage).
+//!
 //! # Durability
 //!
 //! See [`FsyncPolicy`]: with the default, `EveryAppend`, a message for which
