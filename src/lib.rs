@@ -7,6 +7,7 @@ mod backoff;
 mod cluster;
 pub mod discovery;
 mod error;
+pub mod local_store;
 mod message;
 mod net;
 pub mod producer;
