@@ -216,8 +216,8 @@ async fn recovery_by_unique_qualifier() {
     a.prepare(&xa_a).await.unwrap();
     b.prepare(&xa_b).await.unwrap();
 
-    assert_eq!(a.recover().await.unwrap(), [xa_a.clone()]);
-    assert_eq!(b.recover().await.unwrap(), [xa_b.clone()]);
+    assert_eq!(a.recover().await.unwrap(), std::slice::from_ref(&xa_a));
+    assert_eq!(b.recover().await.unwrap(), std::slice::from_ref(&xa_b));
     let mut all = a.recover_all().await.unwrap();
     all.sort_by_key(|x| x.to_string());
     assert_eq!(all, [xa_a.clone(), xa_b.clone()]);
@@ -302,7 +302,7 @@ async fn a_branch_prepared_before_a_broker_kill_commits_after_restart() {
         .unwrap();
     assert_eq!(
         xa.recover().await.unwrap(),
-        [prepared.clone()],
+        std::slice::from_ref(&prepared),
         "only the prepared branch survives"
     );
     let lost = xa.prepare(&unprepared).await.unwrap_err();
