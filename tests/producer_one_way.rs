@@ -287,3 +287,73 @@ async fn a_closed_producer_reports_what_is_still_queued() {
     assert_eq!(failures.len(), 20);
     assert!(failures.iter().all(|(_, e)| matches!(e, Error::Closed)));
 }
+
+/// With a spill store: while the only broker refuses connections, a small
+/// window fills and failed sends pile up — every one is spilled (none is
+/// given back, none reaches the callback); once the broker is back the
+/// background replay stores every message, and the spill ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spill_store_keeps_what_the_window_and_the_brokers_cannot_take() {
+    init_tracing();
+    let root = unique_root();
+    let b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let producer = producer(&root)
+        .retries(0)
+        .send_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &parts(0, 2)).await;
+    b0.faults().refuse_connections(true);
+    b0.faults().drop_connections();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = metaq::local_store::LocalStore::open(
+        dir.path(),
+        metaq::local_store::LocalStoreConfig::default(),
+    )
+    .unwrap();
+    let (config, failures) = collecting(
+        OneWayConfig::default()
+            .window(8)
+            .spill_to(store, Duration::from_millis(100)),
+    );
+    let one_way = producer.one_way(config);
+    let sent = payloads("spill", 300);
+    for payload in &sent {
+        one_way
+            .try_send(Message::new(TOPIC, payload.clone()))
+            .expect("a full window spills instead of refusing");
+    }
+    // Everything accepted ends (failed and spilled) while the broker is away.
+    one_way.flush(Duration::from_secs(30)).await.unwrap();
+    let during = one_way.stats();
+    assert_eq!(during.dropped_full, 0, "{during:?}");
+    assert_eq!(during.spilled, 300 - during.sent, "{during:?}");
+    assert!(during.spilled >= 292, "a window of 8: {during:?}");
+    assert!(during.spill_held > 0, "{during:?}");
+
+    b0.faults().refuse_connections(false);
+    eventually(Duration::from_secs(30), "the spill is replayed", || {
+        let stats = one_way.stats();
+        async move { (stats.spill_held == 0).then_some(()) }
+    })
+    .await;
+    let stats = one_way.stats();
+    assert_eq!(stats.replayed, stats.spilled, "{stats:?}");
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "nothing reached the callback"
+    );
+    let stored = bodies(&b0, TOPIC);
+    let expected = as_set(sent.iter().map(|p| p.as_bytes()));
+    assert_eq!(as_set(stored.iter().map(Vec::as_slice)), expected);
+    assert!(
+        stored.len() as u64 <= 300 + stats.failed_maybe_sent,
+        "{} stored for 300 sent: {stats:?}",
+        stored.len()
+    );
+    one_way.close().await.unwrap();
+    producer.close().await;
+}

@@ -20,10 +20,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use super::in_flight::{SendToken, SendTracker};
+use super::one_way_spill::{self, Spill};
 use super::stats::{read, Outcomes};
 use super::Producer;
 use crate::error::{Error, Result};
+use crate::local_store::LocalStore;
 use crate::Message;
 
 /// The default [`OneWayConfig::window`]: messages accepted and not yet
@@ -66,6 +70,7 @@ type FailureCallback = Arc<dyn Fn(Message, Error) + Send + Sync + 'static>;
 pub struct OneWayConfig {
     window: usize,
     on_failure: Option<FailureCallback>,
+    spill: Option<(LocalStore, Duration)>,
 }
 
 impl Default for OneWayConfig {
@@ -73,6 +78,7 @@ impl Default for OneWayConfig {
         OneWayConfig {
             window: DEFAULT_ONE_WAY_WINDOW,
             on_failure: None,
+            spill: None,
         }
     }
 }
@@ -82,6 +88,7 @@ impl std::fmt::Debug for OneWayConfig {
         f.debug_struct("OneWayConfig")
             .field("window", &self.window)
             .field("on_failure", &self.on_failure.is_some())
+            .field("spill", &self.spill.as_ref().map(|(store, _)| store.dir()))
             .finish()
     }
 }
@@ -134,6 +141,36 @@ impl OneWayConfig {
     /// ```
     pub fn on_failure(mut self, callback: impl Fn(Message, Error) + Send + Sync + 'static) -> Self {
         self.on_failure = Some(Arc::new(callback));
+        self
+    }
+
+    /// Spills to `store` instead of dropping (Java's default "ignore
+    /// processor", docs/protocol.md §2.8): `try_send` on a full window
+    /// appends the message to the store (an fsync, with the store's
+    /// default policy, on the caller's thread) and returns `Ok`; a send
+    /// that failed after its retries is appended instead of being handed
+    /// to `on_failure` (which then sees only what the store could not
+    /// take, and messages the broker refused for good). What the store
+    /// holds is sent in the background every `replay_every` while the
+    /// window has room, through the ordinary send path — at least once: a
+    /// message whose put went unanswered may be stored twice. A store
+    /// handed to a later one-way producer is replayed by it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use metaq::local_store::{LocalStore, LocalStoreConfig};
+    /// use metaq::producer::OneWayConfig;
+    /// # let dir = std::env::temp_dir().join(format!("metaq-doc-{}-spill", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let store = LocalStore::open(&dir, LocalStoreConfig::default())?;
+    /// let config = OneWayConfig::default().spill_to(store, Duration::from_secs(1));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), metaq::Error>(())
+    /// ```
+    pub fn spill_to(mut self, store: LocalStore, replay_every: Duration) -> Self {
+        self.spill = Some((store, replay_every));
         self
     }
 }
@@ -228,6 +265,12 @@ pub struct OneWayStats {
     /// Messages `try_send` refused because the window was full (never
     /// accepted; the caller got them back).
     pub dropped_full: u64,
+    /// Messages appended to the spill store (window full, or failed).
+    pub spilled: u64,
+    /// Spilled messages sent since (by the background replay).
+    pub replayed: u64,
+    /// Messages the spill store holds now.
+    pub spill_held: u64,
     /// Messages accepted and not yet ended (queued or in flight), plus
     /// [`OneWay::send`] calls waiting for room; what `flush` waits for.
     pub in_window: usize,
@@ -330,6 +373,9 @@ struct Shared {
     on_failure: Option<FailureCallback>,
     counts: Counts,
     log: Mutex<FailureLog>,
+    spill: Option<Arc<Spill>>,
+    /// Stops the spill's replay when the last handle goes.
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
@@ -380,6 +426,15 @@ impl Producer {
         let shared = Arc::new(Shared::new(config, self.inner.config.send_timeout));
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(drive(self.clone(), Arc::clone(&shared), receiver));
+        if let Some(spill) = &shared.spill {
+            let (room, stop) = (Arc::clone(&shared.room), shared.stop.clone());
+            tokio::spawn(one_way_spill::replay(
+                self.clone(),
+                Arc::clone(spill),
+                room,
+                stop,
+            ));
+        }
         OneWay {
             shared,
             queue: Arc::new(queue),
@@ -412,6 +467,18 @@ impl OneWay {
                 Ok(())
             }
             Err(TryAcquireError::NoPermits) => {
+                let message = match &self.shared.spill {
+                    Some(spill) => match spill.keep(message) {
+                        Ok(()) => return Ok(()),
+                        Err(refused) => {
+                            let (message, error) = *refused;
+                            self.shared
+                                .log_failure(&message, &error, "window full; cannot spill");
+                            message
+                        }
+                    },
+                    None => message,
+                };
                 self.shared
                     .counts
                     .dropped_full
@@ -515,6 +582,7 @@ impl OneWay {
     /// ```
     pub async fn close(&self) -> Result<()> {
         self.shared.room.close();
+        self.shared.stop.cancel();
         self.flush(self.shared.send_timeout + Duration::from_secs(1))
             .await
     }
@@ -557,6 +625,9 @@ impl OneWay {
             failed_rejected: read(&outcomes.failed_rejected),
             failed_other: read(&outcomes.failed_other),
             dropped_full: read(&counts.dropped_full),
+            spilled: self.shared.spill.as_ref().map_or(0, |s| read(&s.spilled)),
+            replayed: self.shared.spill.as_ref().map_or(0, |s| read(&s.replayed)),
+            spill_held: self.shared.spill.as_ref().map_or(0, |s| s.held()),
             in_window: self.shared.pending.len(),
         }
     }
@@ -572,6 +643,10 @@ impl Shared {
             on_failure: config.on_failure,
             counts: Counts::default(),
             log: Mutex::new(FailureLog::default()),
+            spill: config
+                .spill
+                .map(|(store, every)| Arc::new(Spill::new(store, every))),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -583,6 +658,13 @@ impl Shared {
             Err(error) => error,
         };
         self.counts.outcomes.failed(&error);
+        let message = match &self.spill {
+            Some(spill) if Spill::takes(&error) => match spill.keep(message) {
+                Ok(()) => return,
+                Err(refused) => refused.0,
+            },
+            _ => message,
+        };
         self.log_failure(&message, &error, context);
         if let Some(callback) = &self.on_failure {
             // A panicking callback must not cost the reports of the rest of
@@ -644,6 +726,7 @@ async fn drive(
             }
         });
     }
+    shared.stop.cancel(); // every handle is gone: no more replay
     let left = shared.pending.len();
     if left > 0 {
         tracing::debug!(

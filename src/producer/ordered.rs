@@ -36,6 +36,7 @@ use tracing::{debug, error, info, warn};
 use super::ordered_config::OrderedConfig;
 use super::partition_send::{send_to_partition, writable};
 use super::selector::KeyHash;
+use super::store_task::on_store;
 use super::topics::TopicState;
 use super::Producer;
 use crate::cluster::Partition;
@@ -106,7 +107,7 @@ type PartitionLock = Arc<tokio::sync::Mutex<()>>;
 
 struct Shared {
     producer: Producer,
-    store: Arc<LocalStore>,
+    store: LocalStore,
     config: OrderedConfig,
     /// Layouts read from the route at a topic's first send.
     learned: Mutex<HashMap<String, Arc<[Partition]>>>,
@@ -159,23 +160,6 @@ impl std::fmt::Debug for OrderedProducer {
     }
 }
 
-/// Runs a store operation off the async threads (it may fsync).
-async fn blocking<T: Send + 'static>(
-    store: &Arc<LocalStore>,
-    operation: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || operation(&store))
-        .await
-        .unwrap_or_else(|e| {
-            Err(Error::LocalStore {
-                path: std::path::PathBuf::new(),
-                operation: "run a store task",
-                cause: e.to_string(),
-            })
-        })
-}
-
 impl Producer {
     /// An ordered producer over this producer's connections, whose local
     /// store is `config`'s directory. Messages a previous process left in
@@ -220,7 +204,7 @@ impl Producer {
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             producer: self.clone(),
-            store: Arc::new(store),
+            store,
             config,
             learned: Mutex::default(),
             locks: Mutex::default(),
@@ -439,7 +423,7 @@ impl Shared {
         maybe_sent: bool,
     ) -> Result<OrderedSend> {
         let name = partition.to_string();
-        let seq = blocking(&self.store, move |store| store.append(&name, &message)).await?;
+        let seq = on_store(&self.store, move |store| store.append(&name, &message)).await?;
         bump(&self.counters.stored);
         if maybe_sent {
             bump(&self.counters.stored_after_maybe_sent);
@@ -455,7 +439,7 @@ impl Shared {
         let (topic, name) = (state.name.to_string(), partition.to_string());
         loop {
             let (t, n) = (topic.clone(), name.clone());
-            let front = match blocking(&self.store, move |s| s.peek_front(&t, &n)).await {
+            let front = match on_store(&self.store, move |s| s.peek_front(&t, &n)).await {
                 Ok(Some(front)) => front,
                 Ok(None) => return true,
                 Err(e) => {
@@ -475,7 +459,7 @@ impl Shared {
                 }
             }
             let (t, n, seq) = (topic.clone(), name.clone(), front.seq);
-            if let Err(e) = blocking(&self.store, move |s| s.ack_front(&t, &n, seq)).await {
+            if let Err(e) = on_store(&self.store, move |s| s.ack_front(&t, &n, seq)).await {
                 warn!(error = %e, "ordered replay: cannot record progress");
                 return false;
             }
