@@ -24,6 +24,7 @@ mod server;
 mod shared;
 pub mod store;
 mod transactions;
+mod xa;
 
 pub use config::{BrokerConfig, InvalidTopicSpec, TopicConfig};
 pub use error::BrokerError;
