@@ -468,13 +468,15 @@ async fn a_branch_begun_on_one_connection_is_finished_on_another() {
     // Closing the connection does not roll an XA branch back.
     drop(first);
     let mut observer = RawClient::connect(broker.local_addr()).await;
-    wait_for_stat(
-        &mut observer,
-        "curr_connections",
-        1,
-        Duration::from_secs(10),
-    )
-    .await;
+    // Once the broker has seen it close (only the observer is left).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stat(&mut observer, "curr_connections").await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first connection never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let mut second = RawClient::connect(broker.local_addr()).await;
     let b = held(&mut second, "test", 0, b"from the second", &k).await;
@@ -722,4 +724,33 @@ async fn corrupt_journal_files_are_skipped() {
         200
     );
     assert_eq!(ids(&broker.records(None)), good);
+}
+
+/// A crash after a commit's appends but before its journal file is gone
+/// brings the branch back as prepared; committing it again stores nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_replayed_after_a_crash_is_not_stored_twice() {
+    let zk = ZkServer::shared();
+    let mut broker = TestBroker::start(zk, &unique_root(), 0, &[("test", 2)]).await;
+    let mut c = RawClient::connect(broker.local_addr()).await;
+    let k = key(1);
+    let mut expected = prepared_branch(&mut c, &k, &[b"a", b"b", b"c"]).await;
+    let files = journal_files(broker.data_dir());
+    assert_eq!(files.len(), 1);
+    let saved = std::fs::read(&files[0]).unwrap();
+    assert_eq!(code(&mut c, &tx(&k, CommitTwoPhase, None, 3)).await, 200);
+    drop(c);
+    broker.shutdown().await;
+    // As if the broker had died before removing the file.
+    std::fs::write(&files[0], saved).unwrap();
+
+    broker.restart().await;
+    let mut c = RawClient::connect(broker.local_addr()).await;
+    assert_eq!(ask(&mut c, &recover(None, 4)).await, (200, k.to_string()));
+    assert_eq!(code(&mut c, &tx(&k, CommitTwoPhase, None, 5)).await, 200);
+    assert!(journal_files(broker.data_dir()).is_empty());
+    let mut stored = ids(&broker.records(None));
+    stored.sort();
+    expected.sort();
+    assert_eq!(stored, expected, "stored exactly once");
 }

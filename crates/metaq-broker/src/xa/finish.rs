@@ -1,17 +1,17 @@
 //! PREPARE, COMMIT and ROLLBACK of XA branches: the commands that touch the
 //! journal or the store, so their answers wait for disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::future::FutureExt;
-use tracing::warn;
+use futures::future::{BoxFuture, FutureExt};
+use tracing::{info, warn};
 
 use super::{not_started, ok, xa_error, Phase, XAER_PROTO, XAER_RMERR, XA_RBOTHER};
 use crate::handler::Reply;
 use crate::shared::{Shared, Stats};
-use crate::store::Record;
+use crate::store::{find_ids, Record};
 use metaq::protocol::{Response, StatusCode, TxKey, XaTxId};
 
 fn preparing(opaque: i32, key: &TxKey) -> Reply {
@@ -113,25 +113,27 @@ pub(super) fn commit(
         Phase::Prepared(file) => Some(file),
         _ => None,
     };
-    let mut batches: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
+    let mut grouped: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
     for put in branch.puts {
-        batches
+        grouped
             .entry((put.topic, put.partition))
             .or_default()
             .push(put.record);
     }
-    // Queued now, so later requests of this connection are stored after them.
-    let appends: Vec<_> = batches
-        .into_iter()
-        .map(|((topic, partition), records)| {
-            let n = records.len() as u64;
-            let appended = shared.store.append(&topic, partition, records);
-            (format!("{topic}-{partition}"), n, appended)
-        })
-        .collect();
+    let batches: Vec<Batch> = grouped.into_iter().map(|((t, p), r)| (t, p, r)).collect();
+    // Queued now, so later requests of this connection are stored after
+    // them; a replayed branch first looks for what is already stored.
+    let queued = (!branch.replayed).then(|| queue(shared, &batches));
     let shared = Arc::clone(shared);
     let key = key.clone();
     async move {
+        let appends = match queued {
+            Some(appends) => appends,
+            None => {
+                let batches = not_yet_stored(&shared, &key, batches).await;
+                queue(&shared, &batches)
+            }
+        };
         let mut failures = Vec::new();
         let mut appended = 0;
         for (name, n, append) in appends {
@@ -156,6 +158,55 @@ pub(super) fn commit(
         Response::text(StatusCode::INTERNAL_SERVER_ERROR, opaque, text)
     }
     .boxed()
+}
+
+/// One partition's messages of a commit, in put order.
+type Batch = (String, u32, Vec<Record>);
+type Append = BoxFuture<'static, std::io::Result<Vec<i64>>>;
+
+/// Queues every batch's append: (partition name, messages, append).
+fn queue(shared: &Shared, batches: &[Batch]) -> Vec<(String, u64, Append)> {
+    batches
+        .iter()
+        .filter(|(_, _, records)| !records.is_empty())
+        .map(|(topic, partition, records)| {
+            let appended = shared.store.append(topic, *partition, records.clone());
+            let name = format!("{topic}-{partition}");
+            (name, records.len() as u64, appended.boxed())
+        })
+        .collect()
+}
+
+/// `batches` without the messages the logs already hold (by message id,
+/// unique per broker across restarts).
+async fn not_yet_stored(shared: &Arc<Shared>, key: &TxKey, batches: Vec<Batch>) -> Vec<Batch> {
+    let data_dir = shared.config.data_dir.clone();
+    let key = key.clone();
+    let everything = batches.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(batches.len());
+        for (topic, partition, records) in batches {
+            let ids: HashSet<i64> = records.iter().map(|r| r.id).collect();
+            let stored = match find_ids(&data_dir, &topic, partition, &ids) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    // Better a possible duplicate than a lost commit.
+                    warn!(%key, topic, partition, error = %e, "cannot read the log; appending the whole block");
+                    HashSet::new()
+                }
+            };
+            if !stored.is_empty() {
+                info!(%key, topic, partition, stored = stored.len(), "XA messages already stored before the restart; not appended again");
+            }
+            let left = records
+                .into_iter()
+                .filter(|r| !stored.contains(&r.id))
+                .collect();
+            out.push((topic, partition, left));
+        }
+        out
+    });
+    checked.await.unwrap_or(everything)
 }
 
 /// Discards a branch in any state but PREPARING; a prepared one is

@@ -55,6 +55,9 @@ struct Branch {
     timer: Option<AbortHandle>,
     /// Tells a timer of an earlier branch with the same key from this one's.
     generation: u64,
+    /// Read back from the journal at start: its commit may have been
+    /// appended already, just before a crash that kept the file.
+    replayed: bool,
 }
 
 #[derive(Default)]
@@ -102,6 +105,7 @@ impl XaTable {
                     phase: Phase::Prepared(branch.file),
                     timer: None,
                     generation: state.generations,
+                    replayed: true,
                 },
             );
             // Only after a crash between a commit's appends and the removal of
@@ -228,6 +232,7 @@ fn begin(shared: &Arc<Shared>, xid: XaTxId, timeout_secs: Option<i32>, opaque: i
         phase: Phase::Active,
         timer,
         generation,
+        replayed: false,
     };
     state.branches.insert(xid, branch);
     ok(opaque, "")
