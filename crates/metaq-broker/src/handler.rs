@@ -232,7 +232,7 @@ impl Shared {
         line("cmd_get", &0);
         line("cmd_offset", &0);
         line("tx_begin", &Stats::get(&s.tx_begin));
-        line("tx_xa_begin", &0);
+        line("tx_xa_begin", &Stats::get(&s.tx_xa_begin));
         line("tx_commit", &Stats::get(&s.tx_commit));
         line("tx_rollback", &Stats::get(&s.tx_rollback));
         line("get_miss", &0);

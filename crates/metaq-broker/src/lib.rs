@@ -3,9 +3,11 @@
 //! the producer can be tested end to end.
 //!
 //! What it serves: `put` in every form, local transactions (BEGIN,
-//! COMMIT_ONE_PHASE/TWO_PHASE, ROLLBACK, with timeouts), `version`, `stats`
-//! (the summary for every item) and `quit`. `get`, `offset` and `sync` are
-//! answered 503; XA transactions 500.
+//! COMMIT_ONE_PHASE/TWO_PHASE, ROLLBACK, with timeouts), XA transactions
+//! (BEGIN, END, PREPARE, both COMMITs, ROLLBACK, RECOVER, FORGET; broker-wide,
+//! prepared branches journaled under `<data_dir>/xa/` and kept across
+//! restarts), `version`, `stats` (the summary for every item) and `quit`.
+//! `get`, `offset` and `sync` are answered 503.
 //!
 //! [`null::NullServer`] is its opposite for benchmarks: registered the same
 //! way, it answers every `put` at once and stores nothing.
@@ -24,6 +26,7 @@ mod server;
 mod shared;
 pub mod store;
 mod transactions;
+mod xa;
 
 pub use config::{BrokerConfig, InvalidTopicSpec, TopicConfig};
 pub use error::BrokerError;

@@ -14,6 +14,7 @@ use super::connection::{self, Stop};
 use super::registry::Registry;
 use super::shared::Shared;
 use super::store::{MessageStore, StoreConfig};
+use super::xa::XaTable;
 use super::{BrokerConfig, BrokerError};
 use metaq::BrokerUri;
 
@@ -96,6 +97,8 @@ impl Broker {
         let (listener, local_addr) = bind(config.listen).await?;
         let uri = uri_for(&config, local_addr);
         let store = open_store(&config).await?;
+        // Prepared XA branches are back before the first client can ask.
+        let xa = open_xa(&config).await?;
         let on_disk = store.partitions().into_iter().map(|(topic, _)| topic);
         let registry = Registry::start(Arc::clone(&config), uri.clone(), on_disk).await?;
         let shared = Arc::new(Shared::new(
@@ -103,6 +106,7 @@ impl Broker {
             uri.clone(),
             store,
             registry,
+            xa,
         ));
         let all = CancellationToken::new();
         let inner = Arc::new(Inner {
@@ -319,4 +323,16 @@ async fn open_store(config: &BrokerConfig) -> Result<MessageStore, BrokerError> 
             dir,
             source: Arc::new(e),
         })
+}
+
+/// Opens `<data_dir>/xa` and reads the prepared XA branches back.
+async fn open_xa(config: &BrokerConfig) -> Result<XaTable, BrokerError> {
+    let dir = config.data_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || XaTable::open(&dir))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    opened.map_err(|e| BrokerError::Storage {
+        dir: config.data_dir.join("xa"),
+        source: Arc::new(e),
+    })
 }

@@ -9,6 +9,7 @@ use super::faults::Faults;
 use super::ids::IdGenerator;
 use super::registry::Registry;
 use super::store::MessageStore;
+use super::xa::XaTable;
 use super::BrokerConfig;
 use metaq::BrokerUri;
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) stats: Stats,
     pub(crate) registry: Registry,
+    /// Every XA branch; global, unlike local transactions (docs/protocol.md §4.3).
+    pub(crate) xa: XaTable,
     /// Topics accepted through a wildcard and already registered.
     dynamic_topics: Mutex<HashSet<String>>,
     pub(crate) started: Instant,
@@ -34,6 +37,7 @@ impl Shared {
         uri: BrokerUri,
         store: MessageStore,
         registry: Registry,
+        xa: XaTable,
     ) -> Self {
         Self {
             ids: IdGenerator::new(config.id),
@@ -43,6 +47,7 @@ impl Shared {
             faults: Faults::default(),
             stats: Stats::default(),
             registry,
+            xa,
             dynamic_topics: Mutex::default(),
             started: Instant::now(),
         }
@@ -79,6 +84,7 @@ pub(crate) struct Stats {
     pub(crate) cmd_put: AtomicU64,
     pub(crate) put_failed: AtomicU64,
     pub(crate) tx_begin: AtomicU64,
+    pub(crate) tx_xa_begin: AtomicU64,
     pub(crate) tx_commit: AtomicU64,
     pub(crate) tx_rollback: AtomicU64,
     pub(crate) total_messages: AtomicU64,

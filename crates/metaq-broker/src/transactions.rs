@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::handler::{error, ready, Reply};
 use super::shared::{Shared, Stats};
 use super::store::Record;
+use super::xa;
 use metaq::protocol::{
     checksum, LocalTxId, PutRequest, Response, StatusCode, TransactionKind, TransactionRequest,
     TxKey,
@@ -35,10 +36,10 @@ struct OpenTx {
 /// Open transactions one connection may hold: transactional puts are
 /// answered at once, so without these bounds a client could make the broker
 /// hold any amount of memory.
-const MAX_OPEN_TRANSACTIONS: usize = 10_000;
+pub(crate) const MAX_OPEN_TRANSACTIONS: usize = 10_000;
 /// Body bytes one connection's open transactions may hold, in messages of
 /// the maximum size.
-const MAX_HELD_MESSAGES: usize = 64;
+pub(crate) const MAX_HELD_MESSAGES: usize = 64;
 
 /// Open local transactions of one connection.
 pub(crate) struct TxSession {
@@ -53,18 +54,10 @@ fn not_started(key: &TxKey) -> String {
     format!("Local transaction '{key}' has not been started.")
 }
 
-fn xa_unsupported(opaque: i32) -> Reply {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        opaque,
-        "XAException:code=-3,msg=XA transactions are not supported by the metaq development broker",
-    )
-}
-
 /// Checks a put of an open transaction before it is held: its partition,
 /// topic, size and checksum, and what the connection already holds
 /// (`held` bytes). The partition it goes to, or the error to answer.
-fn check_tx_put(shared: &Shared, held: usize, put: &PutRequest) -> Result<u32, Reply> {
+pub(crate) fn check_tx_put(shared: &Shared, held: usize, put: &PutRequest) -> Result<u32, Reply> {
     let opaque = put.opaque;
     if put.partition == -1 {
         return Err(error(
@@ -122,14 +115,11 @@ impl TxSession {
         if request.kind == TransactionKind::End {
             return None;
         }
-        let local = match &request.key {
-            TxKey::Local(local) => local.clone(),
-            TxKey::Null if request.kind == TransactionKind::Recover => {
-                // Nothing is ever prepared here.
-                return Some(ready(Response::text(StatusCode::SUCCESS, opaque, "")));
-            }
-            _ => return Some(xa_unsupported(opaque)),
+        // XA branches are the broker's, not the connection's.
+        let TxKey::Local(local) = &request.key else {
+            return Some(xa::command(&self.shared, request));
         };
+        let local = local.clone();
         Some(match request.kind {
             TransactionKind::Begin => self.begin(local, request.timeout_secs, opaque),
             TransactionKind::CommitOnePhase | TransactionKind::CommitTwoPhase => {
@@ -200,12 +190,15 @@ impl TxSession {
             .tx_key
             .clone()
             .expect("only transactional puts come here");
-        let TxKey::Local(local) = &key else {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                opaque,
-                format!("XA transaction '{key}' has not been started."),
-            );
+        let local = match &key {
+            TxKey::Local(local) => local,
+            TxKey::Xa(xid) => return xa::put(shared, xid, put),
+            // `null` names no transaction; answered as before XA existed here.
+            TxKey::Null => {
+                Stats::bump(&shared.stats.put_failed);
+                let text = format!("XA transaction '{key}' has not been started.");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
+            }
         };
         let Some(tx) = self.open.get_mut(local) else {
             Stats::bump(&shared.stats.put_failed);

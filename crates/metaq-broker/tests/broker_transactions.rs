@@ -515,45 +515,6 @@ async fn prepare_on_a_local_transaction_is_refused_and_end_is_never_answered() {
     );
 }
 
-#[tokio::test]
-async fn xa_is_refused_and_recover_finds_nothing() {
-    let zk = ZkServer::shared();
-    let broker = TestBroker::start(zk, &unique_root(), 0, &[("test", 1)]).await;
-    let mut c = RawClient::connect(broker.local_addr()).await;
-    let xid = "XID:1:010203:0a:XAMessageProducer-host1";
-    // docs/protocol.md §3.14 example 5's BEGIN (6 tokens: qualifier, no timeout).
-    let answer = c
-        .call(
-            format!("transaction {xid} {SESSION} BEGIN XAMessageProducer-host1 10\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    assert_eq!((answer.code.0, answer.opaque), (500, 10));
-    assert!(
-        text(&answer).starts_with("XAException:"),
-        "{}",
-        text(&answer)
-    );
-    let answer = c.call(&tx_put("test", 0, b"hello", xid, 11)).await.unwrap();
-    assert_eq!(answer.code.0, 500);
-    assert_eq!(
-        text(&answer),
-        format!("XA transaction '{xid}' has not been started.")
-    );
-    // RECOVER with nothing prepared: `result 200 0 15`.
-    let answer = c
-        .call(
-            format!("transaction null {SESSION} RECOVER XAMessageProducer-host1 15\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (answer.code.0, answer.opaque, answer.body.len()),
-        (200, 15, 0)
-    );
-    assert!(broker.records(None).is_empty());
-}
-
 /// Transactional puts are answered at once, so what a connection's open
 /// transactions may hold is bounded: 64 messages of the maximum size. Past
 /// that, puts get a 500; a rollback frees the room.

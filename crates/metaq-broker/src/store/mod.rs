@@ -38,6 +38,7 @@ pub use config::{
     DEFAULT_UNFLUSHED_MESSAGES,
 };
 pub use message_store::MessageStore;
+pub(crate) use read::find_ids;
 pub use read::{read_records, StoredRecord};
 pub use record::{Record, HEADER_LEN, MAX_BODY_LEN};
 pub(crate) use segment::check_topic;
