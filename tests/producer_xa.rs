@@ -222,12 +222,20 @@ async fn recovery_by_unique_qualifier() {
     all.sort_by_key(|x| x.to_string());
     assert_eq!(all, [xa_a.clone(), xa_b.clone()]);
 
-    // A fresh resource (as after a restart of the coordinator) finishes them.
-    let later = producer.xa_resource_on(0).unwrap();
+    // A resource of another producer that published nothing, made by the
+    // broker's address (an operator's), finishes them.
+    let admin = producer(&root).build().await.unwrap();
+    let later = admin.xa_resource_at(&brokers[0].uri()).unwrap();
+    assert_eq!(
+        later.broker_id(),
+        u32::MAX,
+        "no published topic lists it here"
+    );
     later.commit(&xa_a, false).await.unwrap();
     later.rollback(&xa_b).await.unwrap();
     assert!(later.recover_all().await.unwrap().is_empty());
     assert_eq!(texts(&brokers[0]), ["from-a"]);
+    admin.close().await;
     producer.close().await;
 }
 

@@ -202,18 +202,55 @@ impl Producer {
                     .map(|c| c.uri().clone())
             })
             .ok_or_else(|| no_broker(&format!("no published topic lists broker {broker_id}")))?;
-        let connection = inner.pool.acquire(&uri);
+        Ok(self.lease(broker_id, &uri))
+    }
+
+    /// An XA resource on the broker at `uri`, whether or not a published
+    /// topic lists it: for operators and recovery, to list and finish the
+    /// branches a broker holds (`recover`, `commit`, `rollback`,
+    /// `forget`). A branch started on it can send only to a broker a
+    /// published topic lists at that address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> metaq::Result<()> {
+    /// let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
+    /// let xa = producer.xa_resource_at(&"meta://10.0.0.5:8123".parse().unwrap())?;
+    /// for xid in xa.recover_all().await? {
+    ///     println!("prepared on {}: {xid}", xa.broker());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn xa_resource_at(&self, uri: &BrokerUri) -> Result<XaResource> {
+        self.inner.check_open()?;
+        let listed = self.xa_brokers().into_iter().find(|(_, u)| u == uri);
+        let broker_id = listed.map_or(UNLISTED, |(id, _)| id);
+        Ok(self.lease(broker_id, uri))
+    }
+
+    fn lease(&self, broker_id: u32, uri: &BrokerUri) -> XaResource {
+        let inner = &self.inner;
+        let connection = inner.pool.acquire(uri);
         info!(broker = %uri, broker_id, "XA resource opened");
-        Ok(XaResource {
+        XaResource {
             lease: Arc::new(Lease {
                 inner: Arc::clone(inner),
                 broker_id,
                 connection,
             }),
             qualifier: default_qualifier(),
-        })
+        }
     }
 }
+
+/// The broker id of a resource made by address for a broker no published
+/// topic lists (no route has this id, so its branches cannot send).
+const UNLISTED: u32 = u32::MAX;
 
 fn no_broker(reason: &str) -> Error {
     Error::Xa {
@@ -266,7 +303,9 @@ impl XaResource {
         self.lease.connection.uri()
     }
 
-    /// The broker's id.
+    /// The broker's id (`u32::MAX` for a resource made by
+    /// [`xa_resource_at`](Producer::xa_resource_at) for a broker no
+    /// published topic lists).
     ///
     /// # Examples
     ///
