@@ -224,7 +224,7 @@ async fn recovery_by_unique_qualifier() {
 
     // A resource of another producer that published nothing, made by the
     // broker's address (an operator's), finishes them.
-    let admin = producer(&root).build().await.unwrap();
+    let admin = producer_support::producer(&root).build().await.unwrap();
     let later = admin.xa_resource_at(&brokers[0].uri()).unwrap();
     assert_eq!(
         later.broker_id(),
