@@ -108,7 +108,8 @@ pub(crate) struct ProduceArgs {
     /// Key of every message, for the key-hash selector (never sent).
     #[arg(long)]
     key: Option<String>,
-    /// Sends in flight at once.
+    /// Sends in flight at once (not with --ordered, which sends one at a
+    /// time, nor --oneway).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Upper bound on messages per second.

@@ -163,6 +163,58 @@ async fn a_killed_producers_store_is_delivered_by_the_next_run() {
     assert_eq!(stored_by_key(&b0).len(), 1);
 }
 
+/// Text output and a run that only drains: with broker 1 refusing, `--key
+/// K --count 2` prints a stored line per message and exits 0; once it is
+/// back, `--count 0 --flush-ms` delivers both and holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_zero_with_flush_only_drains_the_store() {
+    init_tracing();
+    let root = unique_root();
+    let _b0 = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let b1 = broker(&root, 1, &[(TOPIC, 2)]).await;
+    b1.faults().refuse_connections(true);
+    b1.faults().drop_connections();
+    let store = tempfile::tempdir().unwrap();
+    let key = &keys_for_broker(&all_partitions(), 1, 1)[0];
+    let output = run(ordered(
+        &root,
+        store.path(),
+        &["--key", key, "--count", "2", "--payload", "p"],
+    ))
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let stored = text
+        .lines()
+        .filter(|l| l.starts_with("record ") && l.contains(" stored locally for partition 1-"))
+        .count();
+    assert_eq!(stored, 2, "{text}");
+    assert!(text.contains("ordered: sent 0, stored 2 "), "{text}");
+    assert!(text.contains("held now 2 "), "{text}");
+
+    b1.faults().refuse_connections(false);
+    let output = run(ordered(
+        &root,
+        store.path(),
+        &[
+            "--key",
+            key,
+            "--count",
+            "0",
+            "--flush-ms",
+            "20000",
+            "--json",
+        ],
+    ))
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines = json_lines(&output);
+    let summary = lines.last().expect("a summary");
+    assert_eq!(summary["ordered"]["replayed"], 2, "{summary}");
+    assert_eq!(summary["ordered"]["held_now"], 0, "{summary}");
+    assert_eq!(bodies(&b1, TOPIC), [b"p".to_vec(), b"p".to_vec()]);
+}
+
 /// Without a key, `--ordered` is refused before anything is contacted; it
 /// cannot go with `--server`, and `--store-dir` needs `--ordered`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
