@@ -82,6 +82,12 @@ enum Command {
     Soak(soak::SoakArgs),
     /// List and finish the XA branches one broker holds (recover, commit,
     /// rollback, forget), for operators resolving prepared transactions.
+    ///
+    /// Branches live on one broker, so each subcommand names it by address
+    /// with --server meta://host:port (as `metaq routes` prints it); no
+    /// ZooKeeper is needed, which also works for a broker whose
+    /// registration is gone. Exit status 1 for an XA error (its code named,
+    /// e.g. XAER_NOTA) or a malformed --xid.
     Xa(xa::XaArgs),
 }
 

@@ -96,7 +96,8 @@ pub(crate) struct ProduceArgs {
     #[arg(long, requires = "stdin", default_value = "\\n")]
     delimiter: String,
     /// With --stdin: bytes before the first occurrence of this in a record
-    /// are its key (not sent); records without it have no key.
+    /// are its key (not sent); records without it have no key (with
+    /// --ordered, they fail). Needs --selector key-hash or --ordered.
     #[arg(long, requires = "stdin", conflicts_with = "key")]
     key_delimiter: Option<String>,
     /// Attribute sent with every message.
@@ -105,7 +106,8 @@ pub(crate) struct ProduceArgs {
     /// Partition selector.
     #[arg(long, value_enum, default_value = "round-robin")]
     selector: SelectorName,
-    /// Key of every message, for the key-hash selector (never sent).
+    /// Key of every message, for the key-hash selector or --ordered (never
+    /// sent).
     #[arg(long)]
     key: Option<String>,
     /// Sends in flight at once (not with --ordered, which sends one at a
