@@ -6,6 +6,8 @@
 //! metaq routes  --zk 127.0.0.1:2181 --topic test [--json] [--watch]
 //! metaq bench   --null --baseline raw [--threads 2] [--json]
 //! metaq soak    --minutes 10 [--brokers 3] [--rate 2000] [--seed N] [--json]
+//! metaq xa recover --server meta://127.0.0.1:8123 [--qualifier Q] [--json]
+//! metaq xa commit  --server meta://127.0.0.1:8123 --xid KEY [--one-phase]
 //! ```
 //!
 //! Exit status: 0 done, 1 failed or refused, [`EXIT_UNSERVED`],
@@ -24,6 +26,7 @@ mod bench;
 mod produce;
 mod routes;
 mod soak;
+mod xa;
 
 use std::process::ExitCode;
 
@@ -77,6 +80,15 @@ enum Command {
     /// sends and transactions while brokers are killed and restarted and
     /// ZooKeeper is frozen, then every acknowledged message checked on disk.
     Soak(soak::SoakArgs),
+    /// List and finish the XA branches one broker holds (recover, commit,
+    /// rollback, forget), for operators resolving prepared transactions.
+    ///
+    /// Branches live on one broker, so each subcommand names it by address
+    /// with --server meta://host:port (as `metaq routes` prints it); no
+    /// ZooKeeper is needed, which also works for a broker whose
+    /// registration is gone. Exit status 1 for an XA error (its code named,
+    /// e.g. XAER_NOTA) or a malformed --xid.
+    Xa(xa::XaArgs),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
         match command {
             Command::Produce(args) => produce::run(args).await,
             Command::Routes(args) => routes::run(args).await,
+            Command::Xa(args) => xa::run(args).await,
             Command::Bench(_) | Command::Soak(_) => unreachable!("handled before the runtime"),
         }
     });

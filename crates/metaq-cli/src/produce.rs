@@ -3,8 +3,9 @@
 //! Arguments are checked before anything is contacted ([`checks`]); records
 //! come from a counter or stream from standard input ([`input`]), paced by
 //! `--rate`; they are sent in a window of `--concurrency` sends
-//! ([`window`]), in transactions ([`transactional`]) or fire-and-forget
-//! with `--oneway` ([`one_way`]); results and the summary are printed by
+//! ([`window`]), in transactions ([`transactional`]), fire-and-forget
+//! with `--oneway` ([`one_way`]) or one at a time in key order with
+//! `--ordered` ([`ordered`]); results and the summary are printed by
 //! [`output`]. The first SIGINT stops the input ([`interrupt`]).
 
 mod checks;
@@ -12,6 +13,7 @@ mod delimiter;
 mod input;
 mod interrupt;
 mod one_way;
+mod ordered;
 mod output;
 mod pace;
 mod progress;
@@ -94,7 +96,8 @@ pub(crate) struct ProduceArgs {
     #[arg(long, requires = "stdin", default_value = "\\n")]
     delimiter: String,
     /// With --stdin: bytes before the first occurrence of this in a record
-    /// are its key (not sent); records without it have no key.
+    /// are its key (not sent); records without it have no key (with
+    /// --ordered, they fail). Needs --selector key-hash or --ordered.
     #[arg(long, requires = "stdin", conflicts_with = "key")]
     key_delimiter: Option<String>,
     /// Attribute sent with every message.
@@ -103,10 +106,12 @@ pub(crate) struct ProduceArgs {
     /// Partition selector.
     #[arg(long, value_enum, default_value = "round-robin")]
     selector: SelectorName,
-    /// Key of every message, for the key-hash selector (never sent).
+    /// Key of every message, for the key-hash selector or --ordered (never
+    /// sent).
     #[arg(long)]
     key: Option<String>,
-    /// Sends in flight at once.
+    /// Sends in flight at once (not with --ordered, which sends one at a
+    /// time, nor --oneway).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Upper bound on messages per second.
@@ -133,6 +138,37 @@ pub(crate) struct ProduceArgs {
     /// one-way producer's counters (sent, failed by kind, pending).
     #[arg(long, conflicts_with = "transaction")]
     oneway: bool,
+    /// With --oneway: spill messages whose send failed to a local store in
+    /// this directory instead of losing them, and replay it every second
+    /// while running (the summary adds spilled, replayed, spill held).
+    /// What it still holds at exit stays there for the next
+    /// `metaq produce --oneway --spill-dir` on the same directory.
+    #[arg(long, value_name = "DIR", requires = "oneway")]
+    spill_dir: Option<std::path::PathBuf>,
+    /// Ordered sends: each message goes to the partition its key hashes to
+    /// in the topic's layout, one at a time in input order (--concurrency
+    /// does not apply), and is kept in the local store of --store-dir while
+    /// that partition cannot take it, reported as stored. Every message
+    /// needs a key: --key, or --stdin with --key-delimiter. Needs ZooKeeper
+    /// (not --server). Messages still held at exit stay on disk: the next
+    /// `metaq produce --ordered` on the same --store-dir replays them in the
+    /// background before its own (and waits for that with --flush-ms).
+    #[arg(long, requires = "store_dir", conflicts_with_all = ["transaction", "oneway", "server"])]
+    ordered: bool,
+    /// With --ordered: the local store's directory (created if missing).
+    #[arg(long, value_name = "DIR", requires = "ordered")]
+    store_dir: Option<std::path::PathBuf>,
+    /// With --ordered: the topic's partitions, `<brokerId>:<count>;...`
+    /// (Java's `topic.num.<topic>`), e.g. "0:2;1:2". Without it, the
+    /// partitions ZooKeeper lists at the first send (a broker that is down
+    /// then is missing from the layout: give it where that matters).
+    #[arg(long, requires = "ordered")]
+    layout: Option<String>,
+    /// With --ordered: at the end, wait up to this many milliseconds for
+    /// the store to drain (every held message sent) before exiting; 0 does
+    /// not wait.
+    #[arg(long, default_value_t = 0, requires = "ordered")]
+    flush_ms: u64,
     /// With --transaction: roll each transaction back instead of committing.
     #[arg(long, requires = "transaction")]
     rollback: bool,
@@ -177,23 +213,59 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
             .await
         }
         None if args.oneway => {
-            one_way::send(&producer, &plan.messages, &mut input, &stop, &mut out).await
-        }
-        None => {
-            let window = window::Window {
-                size: args.concurrency,
-                interrupted_wait: plan.send_timeout,
-            };
-            window::send(
+            let spill = args.spill_dir.as_deref();
+            let sent = one_way::send(
                 &producer,
                 &plan.messages,
-                window,
+                spill,
                 &mut input,
                 &stop,
                 &mut out,
             )
-            .await
+            .await;
+            match sent {
+                Ok(ended) => ended,
+                Err(reason) => {
+                    producer.close().await;
+                    return Err(reason);
+                }
+            }
         }
+        None => match &plan.ordered {
+            Some(settings) => {
+                let sent = ordered::send(
+                    &producer,
+                    &plan.messages,
+                    settings,
+                    &mut input,
+                    &stop,
+                    &mut out,
+                )
+                .await;
+                match sent {
+                    Ok(ended) => ended,
+                    Err(reason) => {
+                        producer.close().await;
+                        return Err(reason);
+                    }
+                }
+            }
+            None => {
+                let window = window::Window {
+                    size: args.concurrency,
+                    interrupted_wait: plan.send_timeout,
+                };
+                window::send(
+                    &producer,
+                    &plan.messages,
+                    window,
+                    &mut input,
+                    &stop,
+                    &mut out,
+                )
+                .await
+            }
+        },
     };
     drop(progress);
     producer.close().await;

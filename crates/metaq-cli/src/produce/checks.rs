@@ -7,6 +7,7 @@ use bytes::Bytes;
 use metaq::protocol::DEFAULT_MAX_BODY;
 
 use super::delimiter::{key_delimiter, record_delimiter, Split};
+use super::ordered::{self, Settings};
 use super::{ProduceArgs, SelectorName};
 
 /// The checked arguments, in the forms the sending code uses.
@@ -21,6 +22,8 @@ pub(super) struct Plan {
     pub(super) split: Split,
     /// The payload of every message without `--stdin`.
     pub(super) payload: Bytes,
+    /// With `--ordered`: its store, layout and flush wait.
+    pub(super) ordered: Option<Settings>,
 }
 
 /// What every message shares: its topic and attribute, and the key given
@@ -104,13 +107,39 @@ pub(super) fn check(args: &ProduceArgs) -> Result<Plan, String> {
         interval,
         split,
         payload,
+        ordered: ordered_settings(args)?,
     })
 }
 
-/// Keys only matter to the key-hash selector, which needs one.
+/// `--ordered`'s settings, its layout checked.
+fn ordered_settings(args: &ProduceArgs) -> Result<Option<Settings>, String> {
+    if !args.ordered {
+        return Ok(None);
+    }
+    let Some(store_dir) = args.store_dir.clone() else {
+        return Err("--ordered needs --store-dir DIR".into());
+    };
+    let settings = Settings {
+        store_dir,
+        layout: args.layout.clone(),
+        flush: Duration::from_millis(args.flush_ms),
+        key_delimiter: args.key_delimiter.clone(),
+    };
+    ordered::config(&settings, &args.topic)?;
+    Ok(Some(settings))
+}
+
+/// Keys only matter to the key-hash selector, which needs one, and to
+/// `--ordered`, which needs one whatever the selector.
 fn check_keys(args: &ProduceArgs) -> Result<(), String> {
-    let key_hash = args.selector == SelectorName::KeyHash;
     let keyed = args.key.is_some() || args.key_delimiter.is_some();
+    if args.ordered {
+        if !keyed {
+            return Err("--ordered needs a key for every message: --key K, or --stdin with --key-delimiter D".into());
+        }
+        return Ok(());
+    }
+    let key_hash = args.selector == SelectorName::KeyHash;
     if key_hash && !keyed {
         return Err("--selector key-hash needs --key or --key-delimiter (without a key every message goes round-robin)".into());
     }

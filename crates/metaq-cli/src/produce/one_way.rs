@@ -2,7 +2,16 @@
 //! (`Producer::one_way`, a window of 10,000 messages) and not awaited one
 //! by one; at the end the one-way producer is closed (waiting at most the
 //! send timeout plus a second) and its counters make the summary.
+//!
+//! With `--spill-dir`, a message whose send failed is appended to a local
+//! store there instead of being lost, and replayed every second while the
+//! command runs; what the store holds at exit stays on disk for the next
+//! run on the same directory.
 
+use std::path::Path;
+use std::time::Duration;
+
+use metaq::local_store::{LocalStore, LocalStoreConfig};
 use metaq::producer::OneWayConfig;
 use metaq::Producer;
 use tokio_util::sync::CancellationToken;
@@ -16,11 +25,18 @@ use super::output::{Ended, Output};
 pub(super) async fn send(
     producer: &Producer,
     messages: &Messages,
+    spill_dir: Option<&Path>,
     input: &mut Input,
     stop: &CancellationToken,
     out: &mut Output,
-) -> Ended {
-    let one_way = producer.one_way(OneWayConfig::default());
+) -> Result<Ended, String> {
+    let mut config = OneWayConfig::default();
+    if let Some(dir) = spill_dir {
+        let store = LocalStore::open(dir, LocalStoreConfig::default())
+            .map_err(|e| format!("cannot open the spill store {}: {e}", dir.display()))?;
+        config = config.spill_to(store, SPILL_REPLAY);
+    }
+    let one_way = producer.one_way(config);
     let ended = loop {
         let record = tokio::select! {
             biased;
@@ -47,5 +63,8 @@ pub(super) async fn send(
     // as unanswered.
     let _ = one_way.close().await;
     out.one_way(one_way.stats());
-    ended
+    Ok(ended)
 }
+
+/// How often `--spill-dir`'s store is replayed.
+const SPILL_REPLAY: Duration = Duration::from_secs(1);

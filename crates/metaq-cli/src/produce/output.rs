@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use metaq::producer::OneWayStats;
+use metaq::producer::{OneWayStats, OrderedSend, OrderedStats};
 use metaq::{Error, Partition, ProducerStats, SendResult};
 use serde_json::json;
 
@@ -39,6 +39,13 @@ pub(super) struct Output {
     per_partition: BTreeMap<String, u64>,
     /// With `--oneway`: the one-way producer's counters, for the summary.
     one_way: Option<OneWayStats>,
+    /// With `--ordered`: records kept in the local store.
+    stored: u64,
+    /// With `--ordered`: the ordered producer's counters at the end.
+    ordered: Option<OrderedStats>,
+    /// With `--oneway --spill-dir`: failures counted in `failed` that were
+    /// spilled, so not lost (they do not make the exit status a failure).
+    spilled: u64,
 }
 
 impl Output {
@@ -53,7 +60,49 @@ impl Output {
             unanswered: 0,
             per_partition: BTreeMap::new(),
             one_way: None,
+            stored: 0,
+            ordered: None,
+            spilled: 0,
         }
+    }
+
+    /// The outcome of record `line`'s ordered send: sent (reported as by
+    /// [`result`](Self::result)), stored locally, or failed.
+    pub(super) fn ordered_result(&mut self, line: u64, outcome: &Result<OrderedSend, Error>) {
+        let (partition, seq) = match outcome {
+            Ok(OrderedSend::Sent(sent)) => return self.result(line, &Ok(sent.clone())),
+            Err(error) => return self.result(line, &Err(error.clone())),
+            Ok(OrderedSend::Stored { partition, seq }) => (*partition, *seq),
+            // `OrderedSend` is non-exhaustive: a future outcome is neither
+            // sent nor failed here.
+            Ok(other) => {
+                self.progress.inc(1);
+                say!("record {line}: {other:?}");
+                return;
+            }
+        };
+        self.progress.inc(1);
+        self.stored += 1;
+        if self.json {
+            say!(
+                "{}",
+                json!({
+                    "line": line,
+                    "stored": true,
+                    "partition": partition.to_string(),
+                    "seq": seq,
+                })
+            );
+        } else {
+            self.progress.suspend(|| {
+                say!("record {line} stored locally for partition {partition} (seq {seq}): sent when the partition is back");
+            });
+        }
+    }
+
+    /// With `--ordered`, at the end: the ordered producer's counters.
+    pub(super) fn ordered(&mut self, stats: OrderedStats) {
+        self.ordered = Some(stats);
     }
 
     /// The outcome of record `line`'s send.
@@ -153,6 +202,7 @@ impl Output {
         self.sent += stats.sent;
         self.failed += stats.failed();
         self.unanswered += stats.in_window as u64;
+        self.spilled = stats.spilled;
         self.one_way = Some(stats);
     }
 
@@ -185,17 +235,23 @@ impl Output {
             if let Some(one_way) = &self.one_way {
                 summary["one_way"] = one_way_json(one_way);
             }
+            if let Some(ordered) = &self.ordered {
+                summary["ordered"] = ordered_json(ordered);
+            }
             say!("{summary}");
         } else {
             print_text_summary(&self, elapsed, rate, interrupted);
             if let Some(one_way) = &self.one_way {
                 say!("{}", one_way_line(one_way));
             }
+            if let Some(ordered) = &self.ordered {
+                say!("{}", ordered_line(ordered));
+            }
             if let Some(stats) = stats {
                 print_text_stats(stats);
             }
         }
-        self.failed > 0 || self.unanswered > 0
+        self.failed.saturating_sub(self.spilled) > 0 || self.unanswered > 0
     }
 
     fn count_partition(&mut self, partition: Partition) {
@@ -305,13 +361,16 @@ fn one_way_json(stats: &OneWayStats) -> serde_json::Value {
         "failed_rejected": stats.failed_rejected,
         "failed_other": stats.failed_other,
         "pending": stats.in_window,
+        "spilled": stats.spilled,
+        "replayed": stats.replayed,
+        "spill_held": stats.spill_held,
     })
 }
 
 /// The summary's one-way line.
 fn one_way_line(stats: &OneWayStats) -> String {
     format!(
-        "one-way: accepted {}, sent {}, failed {} (not sent {}, maybe sent {}, rejected {}, other {}), pending {}",
+        "one-way: accepted {}, sent {}, failed {} (not sent {}, maybe sent {}, rejected {}, other {}), pending {}; spilled {}, replayed {}, spill held {}",
         stats.accepted,
         stats.sent,
         stats.failed(),
@@ -319,7 +378,37 @@ fn one_way_line(stats: &OneWayStats) -> String {
         stats.failed_maybe_sent,
         stats.failed_rejected,
         stats.failed_other,
-        stats.in_window
+        stats.in_window,
+        stats.spilled,
+        stats.replayed,
+        stats.spill_held
+    )
+}
+
+/// The summary's `ordered` object.
+fn ordered_json(stats: &OrderedStats) -> serde_json::Value {
+    json!({
+        "sent": stats.sent,
+        "stored": stats.stored,
+        "stored_after_maybe_sent": stats.stored_after_maybe_sent,
+        "replayed": stats.replayed,
+        "dropped_in_replay": stats.dropped_in_replay,
+        "held_now": stats.held_messages,
+        "held_bytes": stats.held_bytes,
+    })
+}
+
+/// The summary's ordered line.
+fn ordered_line(stats: &OrderedStats) -> String {
+    format!(
+        "ordered: sent {}, stored {} ({} after a maybe-sent put), replayed {}, dropped in replay {}, held now {} ({} bytes)",
+        stats.sent,
+        stats.stored,
+        stats.stored_after_maybe_sent,
+        stats.replayed,
+        stats.dropped_in_replay,
+        stats.held_messages,
+        stats.held_bytes
     )
 }
 
