@@ -21,7 +21,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .send(Message::new(topic.clone(), format!("fixed {i}")))
             .await?;
         // The broker chose the partition; its index is in the result.
-        println!("fixed {i}: {} partition index {}", sent.broker, sent.partition.index);
+        println!(
+            "fixed {i}: {} partition index {}",
+            sent.broker, sent.partition.index
+        );
     }
     producer.close().await;
     Ok(())

@@ -265,7 +265,10 @@ pub struct OneWayStats {
     /// Messages `try_send` refused because the window was full (never
     /// accepted; the caller got them back).
     pub dropped_full: u64,
-    /// Messages appended to the spill store (window full, or failed).
+    /// Messages appended to the spill store: refused by a full window (not
+    /// counted in `accepted`, nor in `dropped_full`) or accepted and failed
+    /// (not counted in the `failed_*` fields, which count only messages
+    /// given up on).
     pub spilled: u64,
     /// Spilled messages sent since (by the background replay).
     pub replayed: u64,
@@ -657,7 +660,7 @@ impl Shared {
             Ok(()) => return self.counts.outcomes.sent(),
             Err(error) => error,
         };
-        self.counts.outcomes.failed(&error);
+        // A spilled message has not failed: it waits on disk.
         let message = match &self.spill {
             Some(spill) if Spill::takes(&error) => match spill.keep(message) {
                 Ok(()) => return,
@@ -665,6 +668,7 @@ impl Shared {
             },
             _ => message,
         };
+        self.counts.outcomes.failed(&error);
         self.log_failure(&message, &error, context);
         if let Some(callback) = &self.on_failure {
             // A panicking callback must not cost the reports of the rest of
