@@ -25,8 +25,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let zk = setting("METAQ_ZK", "127.0.0.1:2181");
     let root = setting("METAQ_ROOT", "/meta");
     let topic = setting("METAQ_TOPIC", "demo");
+    // The store's directory: the first argument, else METAQ_STORE_DIR.
     let default_dir = std::env::temp_dir().join(format!("metaq-spill-{}", std::process::id()));
-    let dir = setting("METAQ_STORE_DIR", &default_dir.display().to_string());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| setting("METAQ_STORE_DIR", &default_dir.display().to_string()));
 
     let producer = Producer::builder(&zk).root(&root).build().await?;
     producer.publish(&topic).await?;

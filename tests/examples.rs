@@ -363,6 +363,76 @@ async fn xa_commits_a_branch_on_each_broker_and_rolls_one_back() {
     );
 }
 
+/// The ordered producer: each key's four steps are stored on one partition,
+/// in order, and the store ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_store_keeps_each_key_on_one_partition_in_order() {
+    let root = unique_root();
+    let brokers = brokers(&root, 2).await;
+    let store = tempfile::tempdir().unwrap();
+    let dir = store.path().display().to_string();
+    let out = run("ordered_store", &root, &[&dir]).await.succeeded();
+    assert_eq!(
+        out.line("sent "),
+        "sent 12 stored 0 replayed 0 held 0",
+        "{out}"
+    );
+    let stored = stored_per_partition(&brokers);
+    for key in ["order-1", "order-2", "order-3"] {
+        let holding: Vec<Vec<&str>> = stored
+            .values()
+            .map(|texts| {
+                texts
+                    .iter()
+                    .filter_map(|t| t.strip_prefix(key)?.strip_prefix(' '))
+                    .collect::<Vec<&str>>()
+            })
+            .filter(|steps| !steps.is_empty())
+            .collect();
+        assert_eq!(holding.len(), 1, "{key} on one partition: {stored:?}");
+        assert_eq!(
+            holding[0],
+            ["created", "paid", "packed", "shipped"],
+            "{key}"
+        );
+    }
+}
+
+/// The one-way example: every one of its 10,000 messages is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_stores_ten_thousand_messages() {
+    let root = unique_root();
+    let brokers = brokers(&root, 2).await;
+    let store = tempfile::tempdir().unwrap();
+    let dir = store.path().display().to_string();
+    let out = run("one_way", &root, &[&dir]).await.succeeded();
+    let texts: BTreeSet<String> = stored_texts(&brokers).into_iter().collect();
+    let expected: BTreeSet<String> = (0..10_000).map(|i| format!("one-way {i}")).collect();
+    assert_eq!(texts, expected, "{out}");
+    assert_eq!(stored_texts(&brokers).len(), 10_000, "{out}");
+    assert!(out.line("accepted ").contains(" failed 0"), "{out}");
+}
+
+/// The fixed-server example sends ten messages to the broker it is given,
+/// without ZooKeeper, and the broker stores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_server_sends_to_the_broker_it_is_given() {
+    let root = unique_root();
+    let brokers = brokers(&root, 1).await;
+    let uri = brokers[0].uri().to_string();
+    let out = run("fixed_server", &root, &[&uri]).await.succeeded();
+    let mut texts = stored_texts(&brokers);
+    texts.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("fixed {i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "{out}");
+    assert_eq!(
+        out.lines.iter().filter(|l| l.contains(&uri)).count(),
+        10,
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_by_key_keeps_each_key_on_one_partition_in_order() {
     let root = unique_root();
