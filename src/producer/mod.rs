@@ -84,6 +84,8 @@ mod tx_request;
 mod xa;
 mod xa_branch;
 pub mod xa_code;
+mod xa_open;
+mod xa_pin;
 
 use std::collections::HashMap;
 use std::future::Future;

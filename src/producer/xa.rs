@@ -18,7 +18,7 @@
 //!   instead of Java's thread-bound context.
 //! * The resource's broker is chosen at random among the brokers every
 //!   published topic has, as Java does, or named with
-//!   [`Producer::xa_resource_on`].
+//!   [`Producer::xa_resource_on`](crate::Producer::xa_resource_on).
 
 use std::sync::Arc;
 
@@ -26,7 +26,8 @@ use tracing::info;
 
 use super::tx_request::{request, Command, RequestError};
 use super::xa_branch::XaBranch;
-use super::{xa_code, Producer, ProducerInner};
+use super::xa_pin::XaPin;
+use super::{xa_code, ProducerInner};
 use crate::cluster::BrokerUri;
 use crate::error::{Error, Result};
 use crate::net::Connection;
@@ -44,19 +45,6 @@ pub enum PrepareVote {
     /// `XA_RDONLY`: the branch sent nothing and is already finished; do not
     /// commit it.
     ReadOnly,
-}
-
-/// Holds a broker's connection open for as long as a resource lives.
-struct Lease {
-    inner: Arc<ProducerInner>,
-    broker_id: u32,
-    connection: Connection,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.inner.pool.release(self.connection.uri());
-    }
 }
 
 /// One broker as an XA resource manager: starts branches pinned to it and
@@ -80,185 +68,16 @@ impl Drop for Lease {
 /// ```
 #[derive(Clone)]
 pub struct XaResource {
-    lease: Arc<Lease>,
-    qualifier: String,
+    pin: XaPin,
 }
 
 impl std::fmt::Debug for XaResource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XaResource")
             .field("broker", self.broker())
-            .field("broker_id", &self.lease.broker_id)
-            .field("unique_qualifier", &self.qualifier)
+            .field("broker_id", &self.pin.broker_id())
+            .field("unique_qualifier", &self.pin.qualifier())
             .finish()
-    }
-}
-
-/// The default unique qualifier, Java's `XAMessageProducer-<host name>`.
-fn default_qualifier() -> String {
-    format!("XAMessageProducer-{}", super::session_id::host())
-}
-
-impl Producer {
-    /// The brokers an XA branch may be pinned to: those that serve every
-    /// topic this producer published (Java's intersection of the topics'
-    /// brokers), by broker id. Empty before any topic is published.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn example(producer: metaq::Producer) -> metaq::Result<()> {
-    /// producer.publish("orders").await?;
-    /// for (id, uri) in producer.xa_brokers() {
-    ///     println!("broker {id} at {uri} can take XA branches");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn xa_brokers(&self) -> Vec<(u32, BrokerUri)> {
-        let topics = self.inner.topics.load();
-        let mut common: Option<Vec<(u32, BrokerUri)>> = None;
-        for state in topics.values() {
-            let route = state.route.load();
-            let here: Vec<(u32, BrokerUri)> = route
-                .connections
-                .iter()
-                .map(|(id, c)| (*id, c.uri().clone()))
-                .collect();
-            common = Some(match common {
-                None => here,
-                Some(so_far) => so_far.into_iter().filter(|b| here.contains(b)).collect(),
-            });
-        }
-        common.unwrap_or_default()
-    }
-
-    /// An XA resource on a broker chosen at random from
-    /// [`xa_brokers`](Self::xa_brokers), with the default unique qualifier
-    /// `XAMessageProducer-<host name>`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Xa`] with [`XAER_RMFAIL`](xa_code::XAER_RMFAIL) if no broker
-    /// serves every published topic (or none was published);
-    /// [`Error::Closed`] after `close`.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn example(producer: metaq::Producer) -> metaq::Result<()> {
-    /// producer.publish("orders").await?;
-    /// let xa = producer.xa_resource()?;
-    /// println!("branches go to {}", xa.broker());
-    /// # Ok(()) }
-    /// ```
-    pub fn xa_resource(&self) -> Result<XaResource> {
-        let brokers = self.xa_brokers();
-        if brokers.is_empty() {
-            return Err(no_broker(
-                "no broker serves every published topic (publish a topic first)",
-            ));
-        }
-        let pick = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos()) as usize)
-            % brokers.len();
-        self.xa_resource_on(brokers[pick].0)
-    }
-
-    /// An XA resource on broker `broker_id`, which must serve a published
-    /// topic; for a transaction manager that spreads branches over brokers
-    /// itself, and for recovery after a crash.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Xa`] with [`XAER_RMFAIL`](xa_code::XAER_RMFAIL) if no
-    /// published topic lists that broker; [`Error::Closed`] after `close`.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn example(producer: metaq::Producer) -> metaq::Result<()> {
-    /// producer.publish("orders").await?;
-    /// // One resource per broker, as a coordinator enlisting every broker would.
-    /// for (id, _) in producer.xa_brokers() {
-    ///     let xa = producer.xa_resource_on(id)?;
-    ///     println!("{id}: {} prepared branch(es)", xa.recover().await?.len());
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn xa_resource_on(&self, broker_id: u32) -> Result<XaResource> {
-        let inner = &self.inner;
-        inner.check_open()?;
-        let uri = inner
-            .topics
-            .load()
-            .values()
-            .find_map(|state| {
-                state
-                    .route
-                    .load()
-                    .connections
-                    .get(&broker_id)
-                    .map(|c| c.uri().clone())
-            })
-            .ok_or_else(|| no_broker(&format!("no published topic lists broker {broker_id}")))?;
-        Ok(self.lease(broker_id, &uri))
-    }
-
-    /// An XA resource on the broker at `uri`, whether or not a published
-    /// topic lists it: for operators and recovery, to list and finish the
-    /// branches a broker holds (`recover`, `commit`, `rollback`,
-    /// `forget`). A branch started on it can send only to a broker a
-    /// published topic lists at that address.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close`.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn example() -> metaq::Result<()> {
-    /// let producer = metaq::Producer::builder("127.0.0.1:2181").build().await?;
-    /// let xa = producer.xa_resource_at(&"meta://10.0.0.5:8123".parse().unwrap())?;
-    /// for xid in xa.recover_all().await? {
-    ///     println!("prepared on {}: {xid}", xa.broker());
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn xa_resource_at(&self, uri: &BrokerUri) -> Result<XaResource> {
-        self.inner.check_open()?;
-        let listed = self.xa_brokers().into_iter().find(|(_, u)| u == uri);
-        let broker_id = listed.map_or(UNLISTED, |(id, _)| id);
-        Ok(self.lease(broker_id, uri))
-    }
-
-    fn lease(&self, broker_id: u32, uri: &BrokerUri) -> XaResource {
-        let inner = &self.inner;
-        let connection = inner.pool.acquire(uri);
-        info!(broker = %uri, broker_id, "XA resource opened");
-        XaResource {
-            lease: Arc::new(Lease {
-                inner: Arc::clone(inner),
-                broker_id,
-                connection,
-            }),
-            qualifier: default_qualifier(),
-        }
-    }
-}
-
-/// The broker id of a resource made by address for a broker no published
-/// topic lists (no route has this id, so its branches cannot send).
-const UNLISTED: u32 = u32::MAX;
-
-fn no_broker(reason: &str) -> Error {
-    Error::Xa {
-        operation: "start",
-        xid: "-".into(),
-        broker: "-".into(),
-        code: xa_code::XAER_RMFAIL,
-        reason: reason.into(),
     }
 }
 
@@ -286,7 +105,7 @@ impl XaResource {
         validate_unique_qualifier(&qualifier).map_err(|e| Error::Config {
             reason: format!("XA unique qualifier: {e}"),
         })?;
-        self.qualifier = qualifier;
+        self.pin = self.pin.with_qualifier(qualifier);
         Ok(self)
     }
 
@@ -300,11 +119,11 @@ impl XaResource {
     /// # }
     /// ```
     pub fn broker(&self) -> &BrokerUri {
-        self.lease.connection.uri()
+        self.pin.broker()
     }
 
     /// The broker's id (`u32::MAX` for a resource made by
-    /// [`xa_resource_at`](Producer::xa_resource_at) for a broker no
+    /// [`xa_resource_at`](crate::Producer::xa_resource_at) for a broker no
     /// published topic lists).
     ///
     /// # Examples
@@ -316,7 +135,7 @@ impl XaResource {
     /// # Ok(()) }
     /// ```
     pub fn broker_id(&self) -> u32 {
-        self.lease.broker_id
+        self.pin.broker_id()
     }
 
     /// The unique qualifier, default `XAMessageProducer-<host name>`.
@@ -329,7 +148,7 @@ impl XaResource {
     /// # }
     /// ```
     pub fn unique_qualifier(&self) -> &str {
-        &self.qualifier
+        self.pin.qualifier()
     }
 
     /// A branch id of this resource: the transaction manager's format id,
@@ -354,16 +173,21 @@ impl XaResource {
             format_id,
             global_id: global_id.into(),
             branch_qualifier: branch_qualifier.into(),
-            unique_qualifier: self.qualifier.clone(),
+            unique_qualifier: self.pin.qualifier().to_owned(),
         }
     }
 
-    pub(crate) fn inner(&self) -> &Arc<ProducerInner> {
-        &self.lease.inner
+    /// A resource over `pin`.
+    pub(crate) fn new(pin: XaPin) -> Self {
+        XaResource { pin }
     }
 
-    pub(crate) fn connection(&self) -> &Connection {
-        &self.lease.connection
+    fn inner(&self) -> &Arc<ProducerInner> {
+        self.pin.inner()
+    }
+
+    fn connection(&self) -> &Connection {
+        self.pin.connection()
     }
 
     /// Starts branch `xid` on the broker (BEGIN, with the producer's
@@ -401,7 +225,7 @@ impl XaResource {
         self.call("start", TransactionKind::Begin, &key, timeout_secs)
             .await?;
         info!(xid = %key, broker = %self.broker(), "XA branch started");
-        Ok(XaBranch::new(self.clone(), xid))
+        Ok(XaBranch::new(self.pin.clone(), xid))
     }
 
     /// Asks the broker to prepare branch `xid` (forced to its disk):
@@ -545,7 +369,7 @@ impl XaResource {
     /// # Ok(()) }
     /// ```
     pub async fn recover(&self) -> Result<Vec<XaTxId>> {
-        self.recover_with(Some(&self.qualifier)).await
+        self.recover_with(Some(self.pin.qualifier())).await
     }
 
     /// The branches prepared on this broker under any unique qualifier (for
@@ -595,7 +419,7 @@ impl XaResource {
     }
 
     /// Sends one XA command for `key` and returns the broker's 200 answer.
-    pub(crate) async fn call(
+    async fn call(
         &self,
         operation: &'static str,
         kind: TransactionKind,
@@ -607,7 +431,7 @@ impl XaResource {
             session_id: self.inner().session_id.clone(),
             kind,
             timeout_secs,
-            unique_qualifier: Some(self.qualifier.clone()),
+            unique_qualifier: Some(self.pin.qualifier().to_owned()),
             opaque: 0,
         });
         self.exchange(operation, key, command).await
@@ -644,20 +468,8 @@ impl XaResource {
         }
     }
 
-    pub(crate) fn error(
-        &self,
-        operation: &'static str,
-        key: &TxKey,
-        code: i32,
-        reason: String,
-    ) -> Error {
-        Error::Xa {
-            operation,
-            xid: key.to_string(),
-            broker: self.broker().to_string(),
-            code,
-            reason,
-        }
+    fn error(&self, operation: &'static str, key: &TxKey, code: i32, reason: String) -> Error {
+        self.pin.error(operation, key, code, reason)
     }
 }
 

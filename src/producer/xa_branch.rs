@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use super::pinned::{pinned_partition, NotPinnable};
 use super::send::encode_put_into;
 use super::tx_request::{request, RequestError};
-use super::xa::XaResource;
 use super::xa_code;
+use super::xa_pin::XaPin;
 use crate::cluster::Partition;
 use crate::error::{Error, Result};
 use crate::protocol::{TransactionKind, TransactionRequest, TxKey, XaTxId};
@@ -17,7 +17,8 @@ use crate::{Message, SendResult};
 
 /// A started XA branch: [`send`](Self::send) messages, then
 /// [`end`](Self::end) it and let the transaction manager prepare and commit
-/// it through the [`XaResource`]. Made by [`XaResource::start`].
+/// it through the [`XaResource`](crate::producer::XaResource). Made by
+/// [`XaResource::start`](crate::producer::XaResource::start).
 ///
 /// The branch's messages go to partitions of the resource's broker only,
 /// chosen by the producer's selector. A failed send breaks the branch:
@@ -38,17 +39,17 @@ use crate::{Message, SendResult};
 /// ```
 #[derive(Debug)]
 pub struct XaBranch {
-    resource: XaResource,
+    pin: XaPin,
     xid: XaTxId,
     key: TxKey,
     broken: Option<String>,
 }
 
 impl XaBranch {
-    pub(crate) fn new(resource: XaResource, xid: XaTxId) -> Self {
+    pub(crate) fn new(pin: XaPin, xid: XaTxId) -> Self {
         XaBranch {
             key: TxKey::Xa(xid.clone()),
-            resource,
+            pin,
             xid,
             broken: None,
         }
@@ -92,7 +93,7 @@ impl XaBranch {
     /// ```
     #[tracing::instrument(name = "xa_send", skip_all, fields(xid = %self.key, topic = %message.topic()))]
     pub async fn send(&mut self, message: Message) -> Result<SendResult> {
-        let inner = Arc::clone(self.resource.inner());
+        let inner = Arc::clone(self.pin.inner());
         inner.check_open()?;
         message.validate(inner.config.max_message_size)?;
         if let Some(reason) = &self.broken {
@@ -107,8 +108,8 @@ impl XaBranch {
             Some(default) if topic.route.load().partitions.is_empty() => default,
             _ => topic,
         };
-        let connection = self.resource.connection().clone();
-        let broker_id = self.resource.broker_id();
+        let connection = self.pin.connection().clone();
+        let broker_id = self.pin.broker_id();
         let partition = match pinned_partition(&inner, &state, &message, broker_id, &connection) {
             Ok(partition) => partition,
             Err(NotPinnable::NoPartition(reason)) => {
@@ -184,13 +185,13 @@ impl XaBranch {
     pub async fn end(self) -> Result<XaTxId> {
         let command = TransactionRequest {
             key: self.key.clone(),
-            session_id: self.resource.inner().session_id.clone(),
+            session_id: self.pin.inner().session_id.clone(),
             kind: TransactionKind::End,
             timeout_secs: None,
-            unique_qualifier: Some(self.resource.unique_qualifier().to_owned()),
+            unique_qualifier: Some(self.pin.qualifier().to_owned()),
             opaque: 0,
         };
-        let connection = self.resource.connection();
+        let connection = self.pin.connection();
         let now = tokio::time::Instant::now();
         // END is never answered: queue it and let its wait go at once (the
         // bytes stay queued; the slot is given back).
@@ -220,7 +221,7 @@ impl XaBranch {
         } else {
             "send"
         };
-        self.resource.error(operation, &self.key, code, reason)
+        self.pin.error(operation, &self.key, code, reason)
     }
 
     fn break_with(&mut self, code: i32, reason: String) -> Error {

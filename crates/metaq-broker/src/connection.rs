@@ -21,9 +21,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
-use super::handler::Reply;
+use super::counters::Stats;
 use super::put_batch::{one, Answers, PutBatch};
-use super::shared::{Shared, Stats};
+use super::reply::Reply;
+use super::shared::Shared;
 use super::transactions::TxSession;
 use metaq::protocol::{CodecError, DecodeLimits, Request, Response, ServerCodec, DEFAULT_MAX_LINE};
 

@@ -5,23 +5,14 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures::future::{self, BoxFuture, FutureExt};
+use futures::future::FutureExt;
 use tracing::warn;
 
-use super::shared::{Shared, Stats, BROKER_VERSION};
+use super::counters::Stats;
+use super::reply::{error, ready, Reply};
+use super::shared::{Shared, BROKER_VERSION};
 use super::store::{check_topic, Record};
 use metaq::protocol::{checksum, PutRequest, Response, StatusCode};
-
-/// What a request turns into: a future resolving to its answer.
-pub(crate) type Reply = BoxFuture<'static, Response>;
-
-pub(crate) fn ready(response: Response) -> Reply {
-    future::ready(response).boxed()
-}
-
-pub(crate) fn error(code: StatusCode, opaque: i32, text: impl Into<String>) -> Reply {
-    ready(Response::text(code, opaque, text))
-}
 
 /// What a put's answer needs once its record is appended.
 #[derive(Debug, Clone, Copy)]

@@ -14,6 +14,7 @@
 
 mod config;
 mod connection;
+mod counters;
 mod error;
 mod fault_controls;
 mod faults;
@@ -22,10 +23,12 @@ mod ids;
 pub mod null;
 mod put_batch;
 mod registry;
+mod reply;
 mod server;
 mod shared;
 pub mod store;
 mod transactions;
+mod tx_put_check;
 mod xa;
 
 pub use config::{BrokerConfig, InvalidTopicSpec, TopicConfig};

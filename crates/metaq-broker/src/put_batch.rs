@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use super::handler::{PutAnswer, Reply};
+use super::handler::PutAnswer;
 use super::ids::IdGenerator;
+use super::reply::Reply;
 use super::shared::Shared;
 use super::store::Record;
 use metaq::protocol::{PutRequest, Response};

@@ -14,7 +14,7 @@ use super::connection::{self, Stop};
 use super::registry::Registry;
 use super::shared::Shared;
 use super::store::{MessageStore, StoreConfig};
-use super::xa::XaTable;
+use super::xa::table::XaTable;
 use super::{BrokerConfig, BrokerError};
 use metaq::BrokerUri;
 

@@ -1,15 +1,15 @@
 //! State every connection of one broker shares.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use super::counters::Stats;
 use super::faults::Faults;
 use super::ids::IdGenerator;
 use super::registry::Registry;
 use super::store::MessageStore;
-use super::xa::XaTable;
+use super::xa::table::XaTable;
 use super::BrokerConfig;
 use metaq::BrokerUri;
 
@@ -74,32 +74,5 @@ impl Shared {
             seen.insert(topic.to_owned());
             self.registry.add_topic(topic, partitions);
         }
-    }
-}
-
-/// Counters reported by `stats`.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) connections: AtomicU64,
-    pub(crate) cmd_put: AtomicU64,
-    pub(crate) put_failed: AtomicU64,
-    pub(crate) tx_begin: AtomicU64,
-    pub(crate) tx_xa_begin: AtomicU64,
-    pub(crate) tx_commit: AtomicU64,
-    pub(crate) tx_rollback: AtomicU64,
-    pub(crate) total_messages: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
     }
 }

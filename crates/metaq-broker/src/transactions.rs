@@ -16,13 +16,14 @@ use futures::future::FutureExt;
 use tokio_util::time::{delay_queue, DelayQueue};
 use tracing::{info, warn};
 
-use super::handler::{error, ready, Reply};
-use super::shared::{Shared, Stats};
+use super::counters::Stats;
+use super::reply::{error, ready, Reply};
+use super::shared::Shared;
 use super::store::Record;
+use super::tx_put_check::{check_tx_put, MAX_OPEN_TRANSACTIONS};
 use super::xa;
 use metaq::protocol::{
-    checksum, LocalTxId, PutRequest, Response, StatusCode, TransactionKind, TransactionRequest,
-    TxKey,
+    LocalTxId, PutRequest, Response, StatusCode, TransactionKind, TransactionRequest, TxKey,
 };
 
 struct OpenTx {
@@ -32,14 +33,6 @@ struct OpenTx {
     bytes: usize,
     timer: Option<delay_queue::Key>,
 }
-
-/// Open transactions one connection may hold: transactional puts are
-/// answered at once, so without these bounds a client could make the broker
-/// hold any amount of memory.
-pub(crate) const MAX_OPEN_TRANSACTIONS: usize = 10_000;
-/// Body bytes one connection's open transactions may hold, in messages of
-/// the maximum size.
-pub(crate) const MAX_HELD_MESSAGES: usize = 64;
 
 /// Open local transactions of one connection.
 pub(crate) struct TxSession {
@@ -52,51 +45,6 @@ pub(crate) struct TxSession {
 
 fn not_started(key: &TxKey) -> String {
     format!("Local transaction '{key}' has not been started.")
-}
-
-/// Checks a put of an open transaction before it is held: its partition,
-/// topic, size and checksum, and what the connection already holds
-/// (`held` bytes). The partition it goes to, or the error to answer.
-pub(crate) fn check_tx_put(shared: &Shared, held: usize, put: &PutRequest) -> Result<u32, Reply> {
-    let opaque = put.opaque;
-    if put.partition == -1 {
-        return Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            opaque,
-            "Invalid partition for transaction command:-1",
-        ));
-    }
-    let target = match shared.check_put(&put.topic, put.partition, put.body.len(), false) {
-        Ok(target) => target,
-        Err(detail) => {
-            Stats::bump(&shared.stats.put_failed);
-            let text = shared.put_failure(&put.topic, put.partition, &detail);
-            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text));
-        }
-    };
-    // The Java broker skips this check for transactional puts; a
-    // development broker should catch a client that sends a bad CRC.
-    if let Some(expected) = put.checksum.filter(|c| *c != -1) {
-        if expected != checksum(&put.body) {
-            Stats::bump(&shared.stats.put_failed);
-            let text = shared.put_failure(
-                &put.topic,
-                put.partition,
-                "Checksum failure,message may be corrupted when transfering on networking.",
-            );
-            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text));
-        }
-    }
-    let limit = MAX_HELD_MESSAGES * shared.config.max_message_size;
-    if held + put.body.len() > limit {
-        Stats::bump(&shared.stats.put_failed);
-        let detail = format!(
-            "the open transactions of this connection would hold over {limit} bytes; commit or roll back first"
-        );
-        let text = shared.put_failure(&put.topic, put.partition, &detail);
-        return Err(error(StatusCode::INTERNAL_SERVER_ERROR, opaque, text));
-    }
-    Ok(target.partition)
 }
 
 impl TxSession {

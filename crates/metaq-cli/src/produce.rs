@@ -14,6 +14,7 @@ mod input;
 mod interrupt;
 mod one_way;
 mod ordered;
+mod ordered_settings;
 mod output;
 mod pace;
 mod progress;

@@ -9,8 +9,9 @@ use futures::future::{BoxFuture, FutureExt};
 use tracing::{info, warn};
 
 use super::{not_started, ok, xa_error, Phase, XAER_PROTO, XAER_RMERR, XA_RBOTHER};
-use crate::handler::Reply;
-use crate::shared::{Shared, Stats};
+use crate::counters::Stats;
+use crate::reply::Reply;
+use crate::shared::Shared;
 use crate::store::{find_ids, Record};
 use metaq::protocol::{Response, StatusCode, TxKey, XaTxId};
 

@@ -13,21 +13,20 @@
 
 mod finish;
 mod journal;
+pub(crate) mod table;
 
-use std::collections::HashMap;
+use table::{Branch, Phase};
+
 use std::fmt::Display;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::task::AbortHandle;
-use tracing::{info, warn};
-
-use super::handler::{error, ready, Reply};
-use super::shared::{Shared, Stats};
+use super::counters::Stats;
+use super::reply::{error, ready, Reply};
+use super::shared::Shared;
 use super::store::Record;
-use super::transactions::{check_tx_put, MAX_HELD_MESSAGES, MAX_OPEN_TRANSACTIONS};
-use journal::{HeldPut, Journal};
+use super::tx_put_check::{check_tx_put, MAX_HELD_MESSAGES, MAX_OPEN_TRANSACTIONS};
+use journal::HeldPut;
 use metaq::protocol::{
     PutRequest, Response, StatusCode, TransactionKind, TransactionRequest, TxKey, XaTxId,
 };
@@ -37,117 +36,6 @@ const XAER_RMERR: i32 = -3;
 const XAER_NOTA: i32 = -4;
 const XAER_PROTO: i32 = -6;
 const XA_RBOTHER: i32 = 104;
-
-enum Phase {
-    /// START or IN_USE: puts accepted, the timeout armed (if any).
-    Active,
-    /// PREPARE is writing the journal file; the branch takes no command.
-    Preparing,
-    /// On disk in this file; never expires.
-    Prepared(PathBuf),
-}
-
-struct Branch {
-    puts: Vec<HeldPut>,
-    /// Body bytes held in `puts`.
-    bytes: usize,
-    phase: Phase,
-    timer: Option<AbortHandle>,
-    /// Tells a timer of an earlier branch with the same key from this one's.
-    generation: u64,
-    /// Read back from the journal at start: its commit may have been
-    /// appended already, just before a crash that kept the file.
-    replayed: bool,
-}
-
-#[derive(Default)]
-struct State {
-    branches: HashMap<XaTxId, Branch>,
-    /// Body bytes held by every branch.
-    held: usize,
-    generations: u64,
-}
-
-impl State {
-    /// Takes a branch out (it is finished), releasing what it held.
-    fn remove(&mut self, key: &XaTxId) -> Option<Branch> {
-        let branch = self.branches.remove(key)?;
-        self.held -= branch.bytes;
-        if let Some(timer) = &branch.timer {
-            timer.abort();
-        }
-        Some(branch)
-    }
-}
-
-/// Every XA branch of the broker and their journal.
-pub(crate) struct XaTable {
-    state: Mutex<State>,
-    journal: Journal,
-}
-
-impl XaTable {
-    /// Opens the journal under `data_dir` and takes back every prepared
-    /// branch in it. Blocking.
-    pub(crate) fn open(data_dir: &std::path::Path) -> std::io::Result<XaTable> {
-        let (journal, loaded) = Journal::open(data_dir)?;
-        let mut state = State::default();
-        for branch in loaded {
-            let bytes = branch.puts.iter().map(|p| p.record.body.len()).sum();
-            let key = TxKey::Xa(branch.key.clone());
-            info!(%key, messages = branch.puts.len(), "prepared XA transaction recovered from the journal");
-            state.generations += 1;
-            let replaced = state.branches.insert(
-                branch.key,
-                Branch {
-                    puts: branch.puts,
-                    bytes,
-                    phase: Phase::Prepared(branch.file),
-                    timer: None,
-                    generation: state.generations,
-                    replayed: true,
-                },
-            );
-            // Only after a crash between a commit's appends and the removal of
-            // its file while the key was prepared again: the newer file wins.
-            if let Some(Branch {
-                phase: Phase::Prepared(old),
-                bytes,
-                ..
-            }) = replaced
-            {
-                warn!(%key, file = %old.display(), "older journal file of the same XA key ignored");
-                state.held -= bytes;
-            }
-            state.held += bytes;
-        }
-        Ok(XaTable {
-            state: Mutex::new(state),
-            journal,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Rolls back a branch whose timeout passed, unless it was prepared,
-    /// finished, or begun again since.
-    fn expire(&self, key: &XaTxId, generation: u64, stats: &Stats) {
-        let mut state = self.lock();
-        let due = state
-            .branches
-            .get(key)
-            .is_some_and(|b| b.generation == generation && matches!(b.phase, Phase::Active));
-        if due {
-            if let Some(branch) = state.remove(key) {
-                Stats::bump(&stats.tx_rollback);
-                let key = TxKey::Xa(key.clone());
-                info!(%key, messages = branch.puts.len(), "XA transaction timed out; rolled back");
-            }
-        }
-    }
-}
 
 fn xa_error(opaque: i32, code: i32, msg: impl Display) -> Reply {
     error(

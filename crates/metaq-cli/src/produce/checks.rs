@@ -7,7 +7,7 @@ use bytes::Bytes;
 use metaq::protocol::DEFAULT_MAX_BODY;
 
 use super::delimiter::{key_delimiter, record_delimiter, Split};
-use super::ordered::{self, Settings};
+use super::ordered_settings::{self, Settings};
 use super::{ProduceArgs, SelectorName};
 
 /// The checked arguments, in the forms the sending code uses.
@@ -125,7 +125,7 @@ fn ordered_settings(args: &ProduceArgs) -> Result<Option<Settings>, String> {
         flush: Duration::from_millis(args.flush_ms),
         key_delimiter: args.key_delimiter.clone(),
     };
-    ordered::config(&settings, &args.topic)?;
+    ordered_settings::config(&settings, &args.topic)?;
     Ok(Some(settings))
 }
 

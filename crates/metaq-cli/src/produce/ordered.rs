@@ -8,42 +8,14 @@
 //! An interrupt stops reading input, never a send under way: an ordered
 //! send ends by itself (sent or stored) within the send timeout.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use metaq::local_store::LocalStoreConfig;
-use metaq::producer::{OrderedConfig, OrderedProducer};
+use metaq::producer::OrderedProducer;
 use metaq::{Error, Producer};
 use tokio_util::sync::CancellationToken;
 
 use super::checks::Messages;
 use super::input::Input;
+use super::ordered_settings::{config, Settings};
 use super::output::{Ended, Output};
-
-/// What `--ordered` needs besides the records.
-pub(super) struct Settings {
-    pub(super) store_dir: PathBuf,
-    /// `--layout`, already checked.
-    pub(super) layout: Option<String>,
-    /// `--flush-ms`.
-    pub(super) flush: Duration,
-    /// `--key-delimiter` as typed, for the error of a record without a key.
-    pub(super) key_delimiter: Option<String>,
-}
-
-/// The ordered producer's settings for `topic` (also used to check
-/// `--layout` before anything is contacted).
-pub(super) fn config(settings: &Settings, topic: &str) -> Result<OrderedConfig, String> {
-    let config = OrderedConfig::new(&settings.store_dir)
-        .store(LocalStoreConfig::default())
-        .replay_interval(Duration::from_secs(1));
-    match &settings.layout {
-        Some(layout) => config
-            .layout(topic, layout)
-            .map_err(|e| format!("--layout: {e}")),
-        None => Ok(config),
-    }
-}
 
 /// Sends every record in order, then waits up to `--flush-ms` for the
 /// store to drain and hands the ordered producer's counters to `out`.
