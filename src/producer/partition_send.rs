@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::send::encode_put_into;
 use super::topics::TopicState;
-use super::tx_request::{request, RequestError};
+use super::tx_request::{put_answer, request, RequestError};
 use super::ProducerInner;
 use crate::cluster::Partition;
 use crate::error::{Attempt, Attempts, Delivery, Error, Result};
@@ -58,28 +58,24 @@ pub(crate) async fn send_to_partition(
         }])
     };
     match answer {
-        Ok(response) if response.code.is_success() => match response.put_result() {
-            Some((message_id, index, offset)) => Ok(SendResult {
-                partition: Partition::new(partition.broker_id, index.max(0) as u32),
-                offset,
-                message_id,
-                broker,
-                attempts: 1,
-            }),
-            None => {
-                let cause = format!(
-                    "unreadable success answer {:?}",
-                    String::from_utf8_lossy(&response.body)
-                );
-                Err(Error::ConnectionLost {
-                    topic: topic(),
-                    partition,
-                    attempts: attempts(Delivery::MaybeSent, &cause),
-                    broker,
-                    cause,
-                })
+        Ok(response) if response.code.is_success() => {
+            match put_answer(&response, partition, &broker) {
+                Some(sent) => Ok(sent),
+                None => {
+                    let cause = format!(
+                        "unreadable success answer {:?}",
+                        String::from_utf8_lossy(&response.body)
+                    );
+                    Err(Error::ConnectionLost {
+                        topic: topic(),
+                        partition,
+                        attempts: attempts(Delivery::MaybeSent, &cause),
+                        broker,
+                        cause,
+                    })
+                }
             }
-        },
+        }
         Ok(response) => {
             let text = String::from_utf8_lossy(&response.body).into_owned();
             Err(Error::Rejected {

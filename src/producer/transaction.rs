@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::pinned::{pinned_partition, NotPinnable::*};
 use super::send::encode_put_into;
 use super::topics::TopicState;
-use super::tx_request::{request, Command, RequestError};
+use super::tx_request::{put_answer, request, Command, RequestError};
 use super::{Producer, ProducerInner};
 use crate::cluster::{BrokerUri, Partition};
 use crate::error::{Error, Result};
@@ -255,19 +255,15 @@ impl Transaction {
         let answer = request(&connection, Some(epoch), frame, inner.config.send_timeout).await;
         self.broken = None;
         match answer {
-            Ok(response) if response.code.is_success() => match response.put_result() {
-                Some((message_id, index, offset)) => Ok(SendResult {
-                    partition: Partition::new(partition.broker_id, index.max(0) as u32),
-                    offset,
-                    message_id,
-                    broker: connection.uri().clone(),
-                    attempts: 1,
-                }),
-                None => Err(self.break_with(format!(
-                    "unreadable answer to a put: {:?}",
-                    String::from_utf8_lossy(&response.body)
-                ))),
-            },
+            Ok(response) if response.code.is_success() => {
+                match put_answer(&response, partition, connection.uri()) {
+                    Some(sent) => Ok(sent),
+                    None => Err(self.break_with(format!(
+                        "unreadable answer to a put: {:?}",
+                        String::from_utf8_lossy(&response.body)
+                    ))),
+                }
+            }
             Ok(response) => Err(self.break_with(format!(
                 "put answered {}: {}",
                 response.code.0,
@@ -378,15 +374,9 @@ impl Transaction {
             self.pinned = Some(pinned);
             return Err(self.failed(format!("not committed ({reason}); rolled back")));
         }
-        let command = self.command(TransactionKind::CommitOnePhase, None);
-        let wait = self.inner.config.transaction_request_timeout;
-        let answer = request(
-            &pinned.connection,
-            Some(pinned.epoch),
-            command.frame(),
-            wait,
-        )
-        .await;
+        let answer = self
+            .on_pinned(&pinned, TransactionKind::CommitOnePhase)
+            .await;
         self.pinned = Some(pinned);
         match answer {
             Ok(response) if response.code.is_success() => {
@@ -429,15 +419,7 @@ impl Transaction {
         let Some(pinned) = self.pinned.take() else {
             return Ok(());
         };
-        let command = self.command(TransactionKind::Rollback, None);
-        let wait = self.inner.config.transaction_request_timeout;
-        let answer = request(
-            &pinned.connection,
-            Some(pinned.epoch),
-            command.frame(),
-            wait,
-        )
-        .await;
+        let answer = self.on_pinned(&pinned, TransactionKind::Rollback).await;
         self.pinned = Some(pinned);
         match answer {
             Ok(response) if response.code.is_success() => Ok(()),
@@ -454,15 +436,25 @@ impl Transaction {
     }
 
     async fn send_rollback(&self, pinned: &Pinned) {
-        let command = self.command(TransactionKind::Rollback, None);
+        let _ = self.on_pinned(pinned, TransactionKind::Rollback).await;
+    }
+
+    /// Sends a `kind` command for this transaction on its socket and waits
+    /// (the transaction request timeout) for the answer.
+    async fn on_pinned(
+        &self,
+        pinned: &Pinned,
+        kind: TransactionKind,
+    ) -> std::result::Result<crate::protocol::Response, RequestError> {
+        let command = self.command(kind, None);
         let wait = self.inner.config.transaction_request_timeout;
-        let _ = request(
+        request(
             &pinned.connection,
             Some(pinned.epoch),
             command.frame(),
             wait,
         )
-        .await;
+        .await
     }
 }
 

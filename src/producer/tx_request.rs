@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use crate::cluster::{BrokerUri, Partition};
 use crate::net::{Connection, NotQueued, RequestError as Unanswered};
 use crate::protocol::{ProtocolError, Response, TransactionRequest};
+use crate::SendResult;
 
 /// Why a transaction request got no answer.
 #[derive(Debug)]
@@ -65,5 +67,22 @@ pub(crate) async fn request(
         Unanswered::NotWritten(cause) => RequestError::NotWritten(cause),
         Unanswered::Lost(cause) => RequestError::Lost(cause),
         Unanswered::TimedOut => RequestError::Timeout(wait),
+    })
+}
+
+/// The result a 200 answer to a put sent to `partition` of `broker`
+/// carries (`<id> <index> <offset>`), or `None` if its body cannot be read.
+pub(crate) fn put_answer(
+    response: &Response,
+    partition: Partition,
+    broker: &BrokerUri,
+) -> Option<SendResult> {
+    let (message_id, index, offset) = response.put_result()?;
+    Some(SendResult {
+        partition: Partition::new(partition.broker_id, index.max(0) as u32),
+        offset,
+        message_id,
+        broker: broker.clone(),
+        attempts: 1,
     })
 }

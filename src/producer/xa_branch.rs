@@ -7,10 +7,9 @@ use bytes::BytesMut;
 
 use super::pinned::{pinned_partition, NotPinnable};
 use super::send::encode_put_into;
-use super::tx_request::{request, RequestError};
+use super::tx_request::{put_answer, request, RequestError};
 use super::xa_code;
 use super::xa_pin::XaPin;
-use crate::cluster::Partition;
 use crate::error::{Error, Result};
 use crate::protocol::{TransactionKind, TransactionRequest, TxKey, XaTxId};
 use crate::{Message, SendResult};
@@ -128,20 +127,16 @@ impl XaBranch {
         let answer = request(&connection, None, frame, inner.config.send_timeout).await;
         self.broken = None;
         match answer {
-            Ok(response) if response.code.is_success() => match response.put_result() {
-                Some((message_id, index, offset)) => Ok(SendResult {
-                    partition: Partition::new(partition.broker_id, index.max(0) as u32),
-                    offset,
-                    message_id,
-                    broker: connection.uri().clone(),
-                    attempts: 1,
-                }),
-                None => {
-                    let body = String::from_utf8_lossy(&response.body);
-                    let reason = format!("unreadable answer to a put: {body:?}");
-                    Err(self.break_with(xa_code::XAER_RMERR, reason))
+            Ok(response) if response.code.is_success() => {
+                match put_answer(&response, partition, connection.uri()) {
+                    Some(sent) => Ok(sent),
+                    None => {
+                        let body = String::from_utf8_lossy(&response.body);
+                        let reason = format!("unreadable answer to a put: {body:?}");
+                        Err(self.break_with(xa_code::XAER_RMERR, reason))
+                    }
                 }
-            },
+            }
             Ok(response) => {
                 let body = String::from_utf8_lossy(&response.body);
                 let reason = format!("put answered {}: {body}", response.code.0);

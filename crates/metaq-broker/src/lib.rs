@@ -12,6 +12,7 @@
 //! [`null::NullServer`] is its opposite for benchmarks: registered the same
 //! way, it answers every `put` at once and stores nothing.
 
+mod commit_blocks;
 mod config;
 mod connection;
 mod counters;

@@ -7,7 +7,7 @@
 //! connection closing discards them (the Java broker forgets the last
 //! case and keeps them until they time out).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use futures::future::FutureExt;
 use tokio_util::time::{delay_queue, DelayQueue};
 use tracing::{info, warn};
 
+use super::commit_blocks::{blocks, queue, stored};
 use super::counters::Stats;
 use super::reply::{error, ready, Reply};
 use super::shared::Shared;
@@ -182,32 +183,13 @@ impl TxSession {
         if let Some(timer) = tx.timer {
             self.timers.remove(&timer);
         }
-        // One contiguous block per partition, in put order.
-        let mut batches: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
-        for (topic, partition, record) in tx.puts {
-            batches.entry((topic, partition)).or_default().push(record);
-        }
+        // One contiguous block per partition, in put order, queued now;
+        // answered once all are stored.
+        let queued = queue(&self.shared, &blocks(tx.puts));
         let shared = Arc::clone(&self.shared);
         let key = key.to_string();
-        // Queue every batch now; answer once all are stored.
-        let appends: Vec<_> = batches
-            .into_iter()
-            .map(|((topic, partition), records)| {
-                let n = records.len() as u64;
-                let appended = shared.store.append(&topic, partition, records);
-                (format!("{topic}-{partition}"), n, appended)
-            })
-            .collect();
         async move {
-            let mut failures = Vec::new();
-            let mut appended = 0;
-            for (name, n, append) in appends {
-                match append.await {
-                    Ok(_) => appended += n,
-                    Err(e) => failures.push(format!("{name}: {e}")),
-                }
-            }
-            Stats::add(&shared.stats.total_messages, appended);
+            let failures = stored(&shared, queued).await;
             if failures.is_empty() {
                 Stats::bump(&shared.stats.tx_commit);
                 Response::text(StatusCode::SUCCESS, opaque, "")

@@ -1,18 +1,19 @@
 //! PREPARE, COMMIT and ROLLBACK of XA branches: the commands that touch the
 //! journal or the store, so their answers wait for disk.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
+use futures::future::FutureExt;
 use tracing::{info, warn};
 
 use super::{not_started, ok, xa_error, Phase, XAER_PROTO, XAER_RMERR, XA_RBOTHER};
+use crate::commit_blocks::{blocks, queue, stored, Block};
 use crate::counters::Stats;
 use crate::reply::Reply;
 use crate::shared::Shared;
-use crate::store::{find_ids, Record};
+use crate::store::find_ids;
 use metaq::protocol::{Response, StatusCode, TxKey, XaTxId};
 
 fn preparing(opaque: i32, key: &TxKey) -> Reply {
@@ -114,14 +115,12 @@ pub(super) fn commit(
         Phase::Prepared(file) => Some(file),
         _ => None,
     };
-    let mut grouped: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
-    for put in branch.puts {
-        grouped
-            .entry((put.topic, put.partition))
-            .or_default()
-            .push(put.record);
-    }
-    let batches: Vec<Batch> = grouped.into_iter().map(|((t, p), r)| (t, p, r)).collect();
+    let batches = blocks(
+        branch
+            .puts
+            .into_iter()
+            .map(|p| (p.topic, p.partition, p.record)),
+    );
     // Queued now, so later requests of this connection are stored after
     // them; a replayed branch first looks for what is already stored.
     let queued = (!branch.replayed).then(|| queue(shared, &batches));
@@ -135,15 +134,7 @@ pub(super) fn commit(
                 queue(&shared, &batches)
             }
         };
-        let mut failures = Vec::new();
-        let mut appended = 0;
-        for (name, n, append) in appends {
-            match append.await {
-                Ok(_) => appended += n,
-                Err(e) => failures.push(format!("{name}: {e}")),
-            }
-        }
-        Stats::add(&shared.stats.total_messages, appended);
+        let failures = stored(&shared, appends).await;
         // Appended or given up: either way a restart must not bring it back.
         remove_file(&shared, &key, file).await;
         if failures.is_empty() {
@@ -161,26 +152,9 @@ pub(super) fn commit(
     .boxed()
 }
 
-/// One partition's messages of a commit, in put order.
-type Batch = (String, u32, Vec<Record>);
-type Append = BoxFuture<'static, std::io::Result<Vec<i64>>>;
-
-/// Queues every batch's append: (partition name, messages, append).
-fn queue(shared: &Shared, batches: &[Batch]) -> Vec<(String, u64, Append)> {
-    batches
-        .iter()
-        .filter(|(_, _, records)| !records.is_empty())
-        .map(|(topic, partition, records)| {
-            let appended = shared.store.append(topic, *partition, records.clone());
-            let name = format!("{topic}-{partition}");
-            (name, records.len() as u64, appended.boxed())
-        })
-        .collect()
-}
-
 /// `batches` without the messages the logs already hold (by message id,
 /// unique per broker across restarts).
-async fn not_yet_stored(shared: &Arc<Shared>, key: &TxKey, batches: Vec<Batch>) -> Vec<Batch> {
+async fn not_yet_stored(shared: &Arc<Shared>, key: &TxKey, batches: Vec<Block>) -> Vec<Block> {
     let data_dir = shared.config.data_dir.clone();
     let key = key.clone();
     let everything = batches.clone();
