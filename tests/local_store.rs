@@ -500,6 +500,29 @@ fn a_second_open_of_the_same_directory_is_refused() {
     LocalStore::open(dir.path(), fast()).unwrap();
 }
 
+/// Another holder of the directory's `LOCK` file (as another process's
+/// store would be) makes `open` fail and write nothing; once it lets go,
+/// `open` works.
+#[test]
+fn a_store_another_process_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(LocalStore::open(dir.path(), fast()).unwrap());
+    // A separate open file description conflicts as another process would.
+    let other = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("LOCK"))
+        .expect("the store made its LOCK file");
+    fs4::FileExt::try_lock(&other).expect("nobody holds it now");
+    let refused = LocalStore::open(dir.path(), fast()).unwrap_err();
+    assert!(
+        matches!(&refused, Error::LocalStore { operation: "open", cause, .. } if cause.contains("another process")),
+        "{refused}"
+    );
+    drop(other); // closing the file releases its lock
+    let store = LocalStore::open(dir.path(), fast()).unwrap();
+    assert!(store.is_empty(), "the LOCK file is not read as a queue");
+}
+
 /// Set to a directory, the test below appends until it is killed.
 const CHILD_DIR: &str = "METAQ_LOCAL_STORE_CRASH_DIR";
 
@@ -682,7 +705,9 @@ fn a_random_workload_matches_a_model() {
     }
     let on_disk: u64 = fs::read_dir(dir.path())
         .unwrap()
-        .flat_map(|q| fs::read_dir(q.unwrap().path()).unwrap())
+        .map(|q| q.unwrap().path())
+        .filter(|q| q.is_dir()) // not the LOCK file
+        .flat_map(|q| fs::read_dir(q).unwrap())
         .map(|f| f.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .map(|p| fs::metadata(p).unwrap().len())

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::config::{FsyncPolicy, LocalStoreConfig};
+use super::dir_lock::{lock_dir, LOCK_FILE};
 use super::fsio::{io_error, sync_dir};
 use super::name::{dir_name, parse_dir_name};
 use super::queue::Queue;
@@ -75,6 +76,8 @@ struct Inner {
     /// Bytes held over all queues.
     held: AtomicU64,
     queues: Mutex<BTreeMap<QueueKey, Arc<Mutex<Queue>>>>,
+    /// Holds the directory's lock against other processes.
+    _lock: fs::File,
 }
 
 /// Directories open in this process, so that two stores never share one.
@@ -137,7 +140,8 @@ impl LocalStore {
     /// queue in it; see [Recovery](crate::local_store#recovery).
     ///
     /// Fails with [`Error::LocalStore`] on an I/O error, or if this process
-    /// already has a store open on `dir`.
+    /// or another one already has a store open on `dir` (the directory's
+    /// `LOCK` file is held with an advisory lock while it is open).
     ///
     /// # Examples
     ///
@@ -164,7 +168,15 @@ impl LocalStore {
                 cause: "already open in this process".into(),
             });
         }
+        let locked = match lock_dir(&dir) {
+            Ok(file) => file,
+            Err(e) => {
+                lock(open_dirs()).remove(&dir);
+                return Err(e);
+            }
+        };
         let inner = Inner {
+            _lock: locked,
             dir,
             config,
             held: AtomicU64::new(0),
@@ -178,6 +190,9 @@ impl LocalStore {
         {
             let entry = entry.map_err(io_error(&inner.dir, "list store directory"))?;
             let name = entry.file_name();
+            if name == LOCK_FILE {
+                continue;
+            }
             let parsed = name.to_str().and_then(parse_dir_name);
             let Some((topic, partition)) = parsed.filter(|_| entry.path().is_dir()) else {
                 tracing::warn!(path = %entry.path().display(), "local store: not a queue directory; left alone");

@@ -12,6 +12,7 @@
 //! <dir>/<topic>@<partition>/00000000000000000000.seg   records, oldest first
 //!                          /00000000000000001234.seg   named by their first sequence number
 //!                          /cursor                     first sequence number not acknowledged
+//! <dir>/LOCK                                          held (flock) while a store has the directory open
 //! ```
 //!
 //! Queue directories are named like Java's stores (`test@0-1`, `test@-1--1`
@@ -73,8 +74,9 @@
 //! `LocalStore` is `Send + Sync` and a clone is another handle on the same
 //! store (an `Arc` inside). Each queue has its own mutex, so queues do not
 //! wait for each other's disk writes. Only one `LocalStore` may use a
-//! directory at a time: a second `open` in the same process fails; the
-//! store does not guard against another *process* using it.
+//! directory at a time: a second `open`, in the same process or another
+//! one, fails (an advisory `flock` on the directory's `LOCK` file, released
+//! by the kernel when the process ends, even by a crash).
 //!
 //! # Example
 //!
@@ -101,6 +103,7 @@
 mod api;
 mod config;
 mod cursor;
+mod dir_lock;
 mod fsio;
 mod name;
 mod queue;
