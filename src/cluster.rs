@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 /// A partition, named `<brokerId>-<index>` as MetaQ does (`0-3`).
 ///
-/// Ordered by broker id, then index, numerically.
+/// Ordered by broker id, then index, numerically. Index `u32::MAX` is
+/// "the broker chooses" (a put's partition `-1`, see
+/// [`BROKER_CHOOSES`](crate::producer::BROKER_CHOOSES)) and is named with
+/// `-1` as Java names it: `0--1`.
 ///
 /// ```
 /// use metaq::discovery::Partition;
@@ -42,9 +45,15 @@ impl Partition {
     }
 }
 
+/// The index that stands for "the broker chooses" (`-1` on the wire).
+const ANY_INDEX: u32 = u32::MAX;
+
 impl fmt::Display for Partition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.broker_id, self.index)
+        match self.index {
+            ANY_INDEX => write!(f, "{}--1", self.broker_id),
+            index => write!(f, "{}-{index}", self.broker_id),
+        }
     }
 }
 
@@ -71,9 +80,13 @@ impl FromStr for Partition {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = || InvalidPartition(text.chars().take(60).collect());
         let (broker, index) = text.split_once('-').ok_or_else(bad)?;
+        let index = match index {
+            "-1" => ANY_INDEX,
+            index => digits(index).filter(|i| *i != ANY_INDEX).ok_or_else(bad)?,
+        };
         Ok(Self {
             broker_id: digits(broker).ok_or_else(bad)?,
-            index: digits(index).ok_or_else(bad)?,
+            index,
         })
     }
 }
@@ -179,5 +192,27 @@ impl FromStr for BrokerUri {
             host: host.into(),
             port: digits(port).ok_or_else(bad)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod partition_names {
+    use super::Partition;
+
+    #[test]
+    fn names_read_back_as_the_same_partition() {
+        for p in [
+            Partition::new(0, 0),
+            Partition::new(7, 12),
+            Partition::new(u32::MAX, 3),
+            Partition::new(0, u32::MAX),
+        ] {
+            assert_eq!(p.to_string().parse::<Partition>(), Ok(p), "{p}");
+        }
+        assert_eq!(Partition::new(3, u32::MAX).to_string(), "3--1");
+        // One name per partition: "the broker chooses" is only ever `-1`.
+        assert!("0-4294967295".parse::<Partition>().is_err());
+        assert!("0--2".parse::<Partition>().is_err());
+        assert!("-1-0".parse::<Partition>().is_err());
     }
 }

@@ -146,6 +146,8 @@ async fn an_unreachable_broker_fails_sends_until_it_is_back() {
         .expect_err("no broker listens");
     assert!(matches!(error, Error::NotSent { .. }), "{error:?}");
     assert_eq!(error.delivery(), Some(Delivery::NotSent));
+    // "The broker chooses" is named as Java names partition -1.
+    assert!(error.to_string().contains("partition 0--1"), "{error}");
     let keyed = producer
         .send(Message::new(TOPIC, "keyed while down").with_key("k"))
         .await

@@ -24,6 +24,8 @@ use crate::discovery::{Discovery, TopicRoute};
 /// ```
 /// use metaq::producer::BROKER_CHOOSES;
 /// assert_eq!((BROKER_CHOOSES.broker_id, BROKER_CHOOSES.index), (0, u32::MAX));
+/// assert_eq!(BROKER_CHOOSES.to_string(), "0--1"); // as errors name it
+/// assert_eq!("0--1".parse(), Ok(BROKER_CHOOSES));
 /// ```
 pub const BROKER_CHOOSES: Partition = Partition::new(0, u32::MAX);
 
