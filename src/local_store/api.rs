@@ -141,7 +141,9 @@ impl LocalStore {
     ///
     /// Fails with [`Error::LocalStore`] on an I/O error, or if this process
     /// or another one already has a store open on `dir` (the directory's
-    /// `LOCK` file is held with an advisory lock while it is open).
+    /// `LOCK` file is held with an advisory lock while it is open; a held
+    /// lock is retried for up to a second, since a child process being
+    /// started holds it for a moment).
     ///
     /// # Examples
     ///
