@@ -283,7 +283,8 @@ pub enum Error {
     #[error("XA {operation} of {xid} on {broker} failed with code {code}: {reason}")]
     Xa {
         /// The command: `start`, `end`, `prepare`, `commit`, `rollback`,
-        /// `forget`, `recover` or `send`.
+        /// `forget`, `recover` or `send`; `open` when no resource could be
+        /// made (no broker serves every published topic).
         operation: &'static str,
         /// The branch key, `XID:<formatId>:<gtrid>:<bqual>:<qualifier>`
         /// (`null` for `recover`).

@@ -331,3 +331,39 @@ async fn a_branch_prepared_before_a_broker_kill_commits_after_restart() {
     payloads.sort();
     assert_eq!(payloads, ["p0", "p1", "p2"]);
 }
+
+/// A PREPARE whose answer does not come in time is `XAER_RMFAIL`, not a
+/// rollback: the broker did prepare the branch, and `recover` shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_prepare_leaves_the_outcome_to_recover() {
+    init_tracing();
+    let root = unique_root();
+    let broker = broker(&root, 0, &[(TOPIC, 2)]).await;
+    let producer = producer(&root)
+        .transaction_request_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    producer.publish(TOPIC).await.unwrap();
+    wait_partitions(&producer, TOPIC, &parts(0, 2)).await;
+    let xa = producer.xa_resource_on(0).unwrap();
+    let (xid, _) = branch_with(&xa, xa.xid(3, b"slow".to_vec(), b"1".to_vec()), &["late"]).await;
+
+    broker.faults().delay_responses(Duration::from_secs(1));
+    let unanswered = xa.prepare(&xid).await.unwrap_err();
+    assert_eq!(xa_code_of(unanswered), xa_code::XAER_RMFAIL);
+    broker.faults().delay_responses(Duration::ZERO);
+    let recovered = eventually(
+        Duration::from_secs(10),
+        "the prepared branch is listed",
+        || {
+            let xa = xa.clone();
+            async move { xa.recover().await.ok().filter(|l| !l.is_empty()) }
+        },
+    )
+    .await;
+    assert_eq!(recovered, std::slice::from_ref(&xid));
+    xa.commit(&xid, false).await.unwrap();
+    assert_eq!(texts(&broker), ["late"]);
+    producer.close().await;
+}

@@ -50,9 +50,12 @@ impl PendingReply {
         PendingReply { state }
     }
 
-    /// Whether it was refused before reaching the table (not written).
-    pub(crate) fn is_refused(&self) -> bool {
-        matches!(self.state, Pending::Ready(Err(_)))
+    /// Why it was refused before reaching the table (not written), if it was.
+    pub(crate) fn refusal(&self) -> Option<&RequestError> {
+        match &self.state {
+            Pending::Ready(Err(error)) => Some(error),
+            _ => None,
+        }
     }
 
     /// When the answer was read from the socket, once resolved with one

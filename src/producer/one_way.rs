@@ -431,11 +431,16 @@ impl Producer {
         tokio::spawn(drive(self.clone(), Arc::clone(&shared), receiver));
         if let Some(spill) = &shared.spill {
             let (room, stop) = (Arc::clone(&shared.room), shared.stop.clone());
+            let failures = Arc::clone(&shared);
+            let give_up: one_way_spill::GiveUp = Arc::new(move |message, error| {
+                failures.ended(message, Err(error), "replayed from the spill store");
+            });
             tokio::spawn(one_way_spill::replay(
                 self.clone(),
                 Arc::clone(spill),
                 room,
                 stop,
+                give_up,
             ));
         }
         OneWay {
@@ -718,15 +723,25 @@ async fn drive(
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let results = sends.await;
-            for (queued, result) in queued.into_iter().zip(results) {
-                let Queued {
-                    message,
-                    permit,
-                    token,
-                } = queued;
-                shared.ended(message, result.map(drop), "after its retries");
-                // Its place in the window is given back only now.
-                drop((permit, token));
+            let spills = shared.spill.is_some();
+            let report = move || {
+                for (queued, result) in queued.into_iter().zip(results) {
+                    let Queued {
+                        message,
+                        permit,
+                        token,
+                    } = queued;
+                    shared.ended(message, result.map(drop), "after its retries");
+                    // Its place in the window is given back only now.
+                    drop((permit, token));
+                }
+            };
+            if spills {
+                // Spilling a failure writes (and may fsync) the store:
+                // not on an async worker.
+                let _ = tokio::task::spawn_blocking(report).await;
+            } else {
+                report();
             }
         });
     }

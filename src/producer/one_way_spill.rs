@@ -76,6 +76,10 @@ impl Spill {
     }
 }
 
+/// What becomes of a spilled message the broker refuses for good (the
+/// one-way producer's failure handling).
+pub(crate) type GiveUp = Arc<dyn Fn(Message, Error) + Send + Sync>;
+
 /// Sends what the spill holds, oldest first per topic, each time the
 /// interval passes, while the window (`room`) has a free place; a failure
 /// ends the round (the message stays).
@@ -84,6 +88,7 @@ pub(crate) async fn replay(
     spill: Arc<Spill>,
     room: Arc<Semaphore>,
     stop: CancellationToken,
+    give_up: GiveUp,
 ) {
     loop {
         tokio::select! {
@@ -93,7 +98,7 @@ pub(crate) async fn replay(
         if producer.inner.check_open().is_err() {
             return;
         }
-        if let Err(e) = replay_round(&producer, &spill, &room, &stop).await {
+        if let Err(e) = replay_round(&producer, &spill, &room, &stop, &give_up).await {
             warn!(error = %e, "one-way spill: replay stopped");
         }
     }
@@ -104,6 +109,7 @@ async fn replay_round(
     spill: &Arc<Spill>,
     room: &Arc<Semaphore>,
     stop: &CancellationToken,
+    give_up: &GiveUp,
 ) -> Result<()> {
     for (topic, partition) in spill.store.queues() {
         if partition != ANY_PARTITION {
@@ -120,12 +126,14 @@ async fn replay_round(
             let t = topic.clone();
             let front = on_store(&spill.store, move |s| s.peek_front(&t, ANY_PARTITION)).await?;
             let Some(front) = front else { break };
-            match producer.send(front.message).await {
+            match producer.send(front.message.clone()).await {
                 Ok(_) => {
                     spill.replayed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if !Spill::takes(&e) => {
-                    warn!(%topic, seq = front.seq, error = %e, "one-way spill: message refused for good; dropped");
+                    // Refused for good: leaves the store, and is counted,
+                    // logged and handed to `on_failure` like any failure.
+                    give_up(front.message, e);
                 }
                 Err(e) => {
                     debug!(%topic, error = %e, "one-way spill: replay waits for the next round");

@@ -469,10 +469,8 @@ impl Shared {
     /// Replays every stored partition that is writable now.
     async fn replay_all(&self) {
         let inner = &self.producer.inner;
+        // Only queues that hold something are listed.
         for (topic, name) in self.store.queues() {
-            if self.store.len(&topic, &name) == 0 {
-                continue;
-            }
             let Ok(partition) = name.parse::<Partition>() else {
                 continue; // not a queue of the ordered producer
             };

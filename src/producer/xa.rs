@@ -9,7 +9,7 @@
 //! and complete what an earlier one prepared.
 //!
 //! Differences from the Java client, and why:
-//! * A commit, rollback or forget whose answer never comes is
+//! * A prepare, commit, rollback or forget whose answer never comes is
 //!   [`XAER_RMFAIL`](xa_code::XAER_RMFAIL) ("resource manager unavailable,
 //!   the outcome is not known: recover and finish it"), not Java's
 //!   `XA_RBTIMEOUT`, which tells a transaction manager the branch was
@@ -236,7 +236,8 @@ impl XaResource {
     ///
     /// [`Error::Xa`] with the broker's code (`XAER_NOTA` unknown branch,
     /// `XAER_PROTO` prepared already), `XAER_RMERR` for an answer that is not
-    /// a vote, `XA_RBTIMEOUT` for no answer.
+    /// a vote, `XAER_RMFAIL` for no answer (the broker may have prepared
+    /// it: recover, or roll it back).
     ///
     /// # Examples
     ///
@@ -457,7 +458,10 @@ impl XaResource {
                     .unwrap_or((xa_code::XAER_RMERR, format!("{}: {body}", response.code.0)));
                 Err(self.error(operation, key, code, reason))
             }
-            Err(RequestError::Timeout(wait)) if matches!(operation, "start" | "prepare") => {
+            // A BEGIN without an answer left nothing prepared: the branch
+            // is as good as rolled back. Any later command may have been
+            // done (a PREPARE journaled, a COMMIT appended): unknown.
+            Err(RequestError::Timeout(wait)) if operation == "start" => {
                 let reason = format!("no answer within {wait:?}");
                 Err(self.error(operation, key, xa_code::XA_RBTIMEOUT, reason))
             }

@@ -7,10 +7,11 @@ use bytes::BytesMut;
 
 use super::pinned::{pinned_partition, NotPinnable};
 use super::send::encode_put_into;
-use super::tx_request::{put_answer, request, RequestError};
+use super::tx_request::{put_answer, request, Command, RequestError};
 use super::xa_code;
 use super::xa_pin::XaPin;
 use crate::error::{Error, Result};
+use crate::net::NotQueued;
 use crate::protocol::{TransactionKind, TransactionRequest, TxKey, XaTxId};
 use crate::{Message, SendResult};
 
@@ -97,7 +98,7 @@ impl XaBranch {
         message.validate(inner.config.max_message_size)?;
         if let Some(reason) = &self.broken {
             let reason = format!("the branch is broken ({reason}); roll it back");
-            return Err(self.error(xa_code::XA_RBROLLBACK, reason));
+            return Err(self.error("send", xa_code::XA_RBROLLBACK, reason));
         }
         let topic = inner
             .ensure_topic(message.topic(), inner.config.send_timeout)
@@ -112,10 +113,10 @@ impl XaBranch {
         let partition = match pinned_partition(&inner, &state, &message, broker_id, &connection) {
             Ok(partition) => partition,
             Err(NotPinnable::NoPartition(reason)) => {
-                return Err(self.error(xa_code::XAER_RMERR, reason))
+                return Err(self.error("send", xa_code::XAER_RMERR, reason))
             }
             Err(NotPinnable::PinnedGone(reason)) => {
-                return Err(self.break_with(xa_code::XAER_RMFAIL, reason))
+                return Err(self.break_with("send", xa_code::XAER_RMFAIL, reason))
             }
         };
         let key = &self.key;
@@ -133,22 +134,22 @@ impl XaBranch {
                     None => {
                         let body = String::from_utf8_lossy(&response.body);
                         let reason = format!("unreadable answer to a put: {body:?}");
-                        Err(self.break_with(xa_code::XAER_RMERR, reason))
+                        Err(self.break_with("send", xa_code::XAER_RMERR, reason))
                     }
                 }
             }
             Ok(response) => {
                 let body = String::from_utf8_lossy(&response.body);
                 let reason = format!("put answered {}: {body}", response.code.0);
-                Err(self.break_with(xa_code::XAER_RMERR, reason))
+                Err(self.break_with("send", xa_code::XAER_RMERR, reason))
             }
             Err(RequestError::Timeout(wait)) => {
                 let reason = format!("no answer to a put within {wait:?}");
-                Err(self.break_with(xa_code::XA_RBTIMEOUT, reason))
+                Err(self.break_with("send", xa_code::XA_RBTIMEOUT, reason))
             }
             Err(cause) => {
                 let reason = format!("put failed: {cause}");
-                Err(self.break_with(xa_code::XAER_RMFAIL, reason))
+                Err(self.break_with("send", xa_code::XAER_RMFAIL, reason))
             }
         }
     }
@@ -190,38 +191,34 @@ impl XaBranch {
         let now = tokio::time::Instant::now();
         // END is never answered: queue it and let its wait go at once (the
         // bytes stay queued; the slot is given back).
-        let queued = connection.try_request(None, now, now, |out, opaque| {
-            TransactionRequest {
-                opaque,
-                ..command.clone()
-            }
-            .encode(out)
-        });
+        let queued = connection.try_request(None, now, now, Command(command).frame());
         if let Some(reason) = &self.broken {
             let reason = format!("the branch is broken ({reason}); roll it back");
-            return Err(self.error(xa_code::XA_RBROLLBACK, reason));
+            return Err(self.error("end", xa_code::XA_RBROLLBACK, reason));
         }
-        match queued {
-            Ok(reply) if !reply.is_refused() => Ok(self.xid),
-            _ => {
-                let reason = format!("END not written: {} is not connected", connection.uri());
-                Err(self.error(xa_code::XAER_RMFAIL, reason))
+        let refused = match &queued {
+            Ok(reply) => reply
+                .refusal()
+                .map(|e| format!("{} ({e})", connection.uri())),
+            Err(NotQueued::Full) => Some(format!("{} has no room for a request", connection.uri())),
+            Err(NotQueued::Invalid(e)) => Some(format!("it cannot be encoded: {e}")),
+        };
+        match refused {
+            None => Ok(self.xid),
+            Some(cause) => {
+                let reason = format!("END not sent: {cause}");
+                Err(self.error("end", xa_code::XAER_RMFAIL, reason))
             }
         }
     }
 
-    fn error(&self, code: i32, reason: String) -> Error {
-        let operation = if code == xa_code::XA_RBROLLBACK {
-            "end"
-        } else {
-            "send"
-        };
+    fn error(&self, operation: &'static str, code: i32, reason: String) -> Error {
         self.pin.error(operation, &self.key, code, reason)
     }
 
-    fn break_with(&mut self, code: i32, reason: String) -> Error {
+    fn break_with(&mut self, operation: &'static str, code: i32, reason: String) -> Error {
         tracing::warn!(xid = %self.key, %reason, "XA branch broken");
         self.broken = Some(reason.clone());
-        self.error(code, reason)
+        self.error(operation, code, reason)
     }
 }

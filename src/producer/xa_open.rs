@@ -68,11 +68,7 @@ impl Producer {
                 "no broker serves every published topic (publish a topic first)",
             ));
         }
-        let pick = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos()) as usize)
-            % brokers.len();
-        self.xa_resource_on(brokers[pick].0)
+        self.xa_resource_on(brokers[fastrand::usize(..brokers.len())].0)
     }
 
     /// An XA resource on broker `broker_id`, which must serve a published
@@ -150,7 +146,7 @@ impl Producer {
 
 fn no_broker(reason: &str) -> Error {
     Error::Xa {
-        operation: "start",
+        operation: "open",
         xid: "-".into(),
         broker: "-".into(),
         code: xa_code::XAER_RMFAIL,

@@ -197,25 +197,20 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
     let mut input = Input::new(&args, &plan);
     let mut out = Output::new(args.json, input.total());
     let progress = Progress::start(&producer, Duration::from_millis(args.progress_ms));
-    let ended = match args.transaction {
+    // Ok(how the input ended), or why the mode could not start (its store
+    // could not be opened).
+    let sent: Result<Ended, String> = match args.transaction {
         Some(batch) => {
             let batch = transactional::Batch {
                 size: batch,
                 rollback: args.rollback,
             };
-            transactional::send(
-                &producer,
-                &plan.messages,
-                batch,
-                &mut input,
-                &stop,
-                &mut out,
-            )
-            .await
+            let messages = &plan.messages;
+            Ok(transactional::send(&producer, messages, batch, &mut input, &stop, &mut out).await)
         }
         None if args.oneway => {
             let spill = args.spill_dir.as_deref();
-            let sent = one_way::send(
+            one_way::send(
                 &producer,
                 &plan.messages,
                 spill,
@@ -223,50 +218,29 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, String> {
                 &stop,
                 &mut out,
             )
-            .await;
-            match sent {
-                Ok(ended) => ended,
-                Err(reason) => {
-                    producer.close().await;
-                    return Err(reason);
-                }
-            }
+            .await
         }
         None => match &plan.ordered {
             Some(settings) => {
-                let sent = ordered::send(
-                    &producer,
-                    &plan.messages,
-                    settings,
-                    &mut input,
-                    &stop,
-                    &mut out,
-                )
-                .await;
-                match sent {
-                    Ok(ended) => ended,
-                    Err(reason) => {
-                        producer.close().await;
-                        return Err(reason);
-                    }
-                }
+                let messages = &plan.messages;
+                ordered::send(&producer, messages, settings, &mut input, &stop, &mut out).await
             }
             None => {
                 let window = window::Window {
                     size: args.concurrency,
                     interrupted_wait: plan.send_timeout,
                 };
-                window::send(
-                    &producer,
-                    &plan.messages,
-                    window,
-                    &mut input,
-                    &stop,
-                    &mut out,
-                )
-                .await
+                let messages = &plan.messages;
+                Ok(window::send(&producer, messages, window, &mut input, &stop, &mut out).await)
             }
         },
+    };
+    let ended = match sent {
+        Ok(ended) => ended,
+        Err(reason) => {
+            producer.close().await;
+            return Err(reason);
+        }
     };
     drop(progress);
     producer.close().await;

@@ -106,7 +106,7 @@ pub(crate) async fn run(args: XaArgs) -> Result<ExitCode, String> {
         | Action::Forget { target, .. } => target,
     };
     let producer = Producer::builder_for_server(target.server.to_string())
-        .send_timeout(Duration::from_millis(target.timeout_ms.max(1)))
+        .transaction_request_timeout(Duration::from_millis(target.timeout_ms.max(1)))
         .build()
         .await
         .map_err(|e| e.to_string())?;

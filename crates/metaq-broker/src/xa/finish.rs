@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::FutureExt;
 use tracing::{info, warn};
 
-use super::{not_started, ok, xa_error, Phase, XAER_PROTO, XAER_RMERR, XA_RBOTHER};
+use super::{not_started, ok, xa_error, Phase, XAER_PROTO, XAER_RMERR, XAER_RMFAIL, XA_RBOTHER};
 use crate::commit_blocks::{blocks, queue, stored, Block};
 use crate::counters::Stats;
 use crate::reply::Reply;
@@ -48,7 +48,9 @@ pub(super) fn prepare(shared: &Arc<Shared>, key: &TxKey, xid: XaTxId, opaque: i3
     drop(state);
     let shared = Arc::clone(shared);
     let key = key.clone();
-    async move {
+    // A task of its own: the branch must leave PREPARING even if the
+    // connection that asked is gone before the journal is written.
+    detached(opaque, async move {
         let writer = Arc::clone(&shared);
         let wxid = xid.clone();
         let written = tokio::task::spawn_blocking(move || writer.xa.journal.write(&wxid, &puts))
@@ -79,6 +81,22 @@ pub(super) fn prepare(shared: &Arc<Shared>, key: &TxKey, xid: XaTxId, opaque: i3
                 Response::text(StatusCode::INTERNAL_SERVER_ERROR, opaque, text)
             }
         }
+    })
+}
+
+/// Runs `answer` as a task of its own, so that it ends even if the reply
+/// is dropped (its connection closed), and replies with its response.
+fn detached(
+    opaque: i32,
+    answer: impl std::future::Future<Output = Response> + Send + 'static,
+) -> Reply {
+    let task = tokio::spawn(answer);
+    async move {
+        task.await.unwrap_or_else(|e| {
+            let text =
+                format!("XAException:code={XAER_RMERR},msg=the broker's XA task failed: {e}");
+            Response::text(StatusCode::INTERNAL_SERVER_ERROR, opaque, text)
+        })
     }
     .boxed()
 }
@@ -126,30 +144,41 @@ pub(super) fn commit(
     let queued = (!branch.replayed).then(|| queue(shared, &batches));
     let shared = Arc::clone(shared);
     let key = key.clone();
-    async move {
+    let xid = xid.clone();
+    // A task of its own: a commit under way finishes (or is put back) even
+    // if the connection that asked is gone.
+    detached(opaque, async move {
         let appends = match queued {
             Some(appends) => appends,
             None => {
-                let batches = not_yet_stored(&shared, &key, batches).await;
+                let batches = not_yet_stored(&shared, &key, batches.clone()).await;
                 queue(&shared, &batches)
             }
         };
         let failures = stored(&shared, appends).await;
-        // Appended or given up: either way a restart must not bring it back.
-        remove_file(&shared, &key, file).await;
         if failures.is_empty() {
+            // Appended: a restart must not bring it back.
+            remove_file(&shared, &key, file).await;
             Stats::bump(&shared.stats.tx_commit);
             return Response::text(StatusCode::SUCCESS, opaque, "");
         }
-        Stats::bump(&shared.stats.tx_rollback);
         warn!(%key, ?failures, "XA commit could not append every partition");
+        let failures = failures.join("; ");
+        if let Some(file) = file {
+            // Prepared: keep it so, with its journal file, for a commit
+            // again; what was appended is recognised by id then.
+            shared.xa.lock().put_back(xid, file, batches);
+            let text = format!(
+                "XAException:code={XAER_RMFAIL},msg=Commit of XA transaction '{key}' is incomplete ({failures}); it stays prepared: commit it again"
+            );
+            return Response::text(StatusCode::INTERNAL_SERVER_ERROR, opaque, text);
+        }
+        Stats::bump(&shared.stats.tx_rollback);
         let text = format!(
-            "XAException:code={XA_RBOTHER},msg=Commit of XA transaction '{key}' failed: {}",
-            failures.join("; ")
+            "XAException:code={XA_RBOTHER},msg=Commit of XA transaction '{key}' failed: {failures}"
         );
         Response::text(StatusCode::INTERNAL_SERVER_ERROR, opaque, text)
-    }
-    .boxed()
+    })
 }
 
 /// `batches` without the messages the logs already hold (by message id,

@@ -35,6 +35,7 @@ use metaq::protocol::{
 const XAER_RMERR: i32 = -3;
 const XAER_NOTA: i32 = -4;
 const XAER_PROTO: i32 = -6;
+const XAER_RMFAIL: i32 = -7;
 const XA_RBOTHER: i32 = 104;
 
 fn xa_error(opaque: i32, code: i32, msg: impl Display) -> Reply {

@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use super::journal::{HeldPut, Journal};
+use crate::commit_blocks::Block;
 use crate::counters::Stats;
 use metaq::protocol::{TxKey, XaTxId};
 
@@ -45,6 +46,34 @@ pub(super) struct State {
 
 impl State {
     /// Takes a branch out (it is finished), releasing what it held.
+    /// Puts a prepared branch whose commit could not append every block
+    /// back, as read from its journal file: a commit again skips what was
+    /// appended (by message id).
+    pub(super) fn put_back(&mut self, xid: XaTxId, file: PathBuf, blocks: Vec<Block>) {
+        let puts: Vec<HeldPut> = blocks
+            .into_iter()
+            .flat_map(|(topic, partition, records)| {
+                records.into_iter().map(move |record| HeldPut {
+                    topic: topic.clone(),
+                    partition,
+                    record,
+                })
+            })
+            .collect();
+        let bytes = puts.iter().map(|p| p.record.body.len()).sum();
+        self.generations += 1;
+        self.held += bytes;
+        let branch = Branch {
+            puts,
+            bytes,
+            phase: Phase::Prepared(file),
+            timer: None,
+            generation: self.generations,
+            replayed: true,
+        };
+        self.branches.insert(xid, branch);
+    }
+
     pub(super) fn remove(&mut self, key: &XaTxId) -> Option<Branch> {
         let branch = self.branches.remove(key)?;
         self.held -= branch.bytes;

@@ -12,8 +12,11 @@ use std::io::BufRead;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::checks::Plan;
 use super::delimiter::Split;
+use super::output::Ended;
 use super::pace::Pacer;
 use super::ProduceArgs;
 
@@ -112,6 +115,20 @@ impl Input {
         match &self.source {
             Source::Generated { count, .. } => Some(*count),
             Source::Stdin(_) => None,
+        }
+    }
+
+    /// The next record, or how sending ends: input done, input failed, or
+    /// the first interrupt (which wins over a record that is ready).
+    pub(super) async fn next_or_stop(&mut self, stop: &CancellationToken) -> Result<Record, Ended> {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => Err(Ended::Interrupted),
+            next = self.next() => match next {
+                None => Err(Ended::Complete),
+                Some(Err(reason)) => Err(Ended::InputFailed(reason)),
+                Some(Ok(record)) => Ok(record),
+            },
         }
     }
 

@@ -32,20 +32,22 @@ pub(super) async fn send(
 ) -> Result<Ended, String> {
     let mut config = OneWayConfig::default();
     if let Some(dir) = spill_dir {
-        let store = LocalStore::open(dir, LocalStoreConfig::default())
-            .map_err(|e| format!("cannot open the spill store {}: {e}", dir.display()))?;
+        // Recovery reads the whole store: off the async threads.
+        let path = dir.to_path_buf();
+        let store = tokio::task::spawn_blocking(move || {
+            LocalStore::open(path, LocalStoreConfig::default())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|opened| opened.map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot open the spill store {}: {e}", dir.display()))?;
         config = config.spill_to(store, SPILL_REPLAY);
     }
     let one_way = producer.one_way(config);
     let ended = loop {
-        let record = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break Ended::Interrupted,
-            next = input.next() => match next {
-                None => break Ended::Complete,
-                Some(Err(reason)) => break Ended::InputFailed(reason),
-                Some(Ok(record)) => record,
-            },
+        let record = match input.next_or_stop(stop).await {
+            Ok(record) => record,
+            Err(ended) => break ended,
         };
         let message = messages.message(record.key, record.payload);
         // Waits while the window is full; an interrupt stops the wait.

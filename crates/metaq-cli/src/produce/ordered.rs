@@ -32,14 +32,9 @@ pub(super) async fn send(
         .await
         .map_err(|e| format!("cannot open the ordered store: {e}"))?;
     let ended = loop {
-        let record = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break Ended::Interrupted,
-            next = input.next() => match next {
-                None => break Ended::Complete,
-                Some(Err(reason)) => break Ended::InputFailed(reason),
-                Some(Ok(record)) => record,
-            },
+        let record = match input.next_or_stop(stop).await {
+            Ok(record) => record,
+            Err(ended) => break ended,
         };
         let message = messages.message(record.key, record.payload);
         if message.key().is_none() {

@@ -21,24 +21,6 @@ pub(super) struct Batch {
     pub(super) rollback: bool,
 }
 
-/// The next record, or why there is none.
-enum Next {
-    Record(Record),
-    Ended(Ended),
-}
-
-async fn next(input: &mut Input, stop: &CancellationToken) -> Next {
-    tokio::select! {
-        biased;
-        _ = stop.cancelled() => Next::Ended(Ended::Interrupted),
-        next = input.next() => match next {
-            None => Next::Ended(Ended::Complete),
-            Some(Err(reason)) => Next::Ended(Ended::InputFailed(reason)),
-            Some(Ok(record)) => Next::Record(record),
-        },
-    }
-}
-
 pub(super) async fn send(
     producer: &Producer,
     messages: &Messages,
@@ -48,9 +30,9 @@ pub(super) async fn send(
     out: &mut Output,
 ) -> Ended {
     loop {
-        let first = match next(input, stop).await {
-            Next::Record(record) => record,
-            Next::Ended(ended) => return ended,
+        let first = match input.next_or_stop(stop).await {
+            Ok(record) => record,
+            Err(ended) => return ended,
         };
         if let Some(ended) = transaction(producer, messages, &batch, first, input, stop, out).await
         {
@@ -100,13 +82,13 @@ async fn transaction(
         if partitions.len() >= batch.size {
             break;
         }
-        match next(input, stop).await {
-            Next::Record(next) => {
+        match input.next_or_stop(stop).await {
+            Ok(next) => {
                 record = next;
                 report.last_line = record.line;
                 report.messages += 1;
             }
-            Next::Ended(end) => {
+            Err(end) => {
                 ended = Some(end);
                 break;
             }
