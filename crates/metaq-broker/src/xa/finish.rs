@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::future::FutureExt;
 use tracing::{info, warn};
 
+use super::journal::HeldPut;
 use super::{not_started, ok, xa_error, Phase, XAER_PROTO, XAER_RMERR, XAER_RMFAIL, XA_RBOTHER};
 use crate::commit_blocks::{blocks, queue, stored, Block};
 use crate::counters::Stats;
@@ -167,7 +168,14 @@ pub(super) fn commit(
         if let Some(file) = file {
             // Prepared: keep it so, with its journal file, for a commit
             // again; what was appended is recognised by id then.
-            shared.xa.lock().put_back(xid, file, batches);
+            let puts = batches.into_iter().flat_map(|(topic, partition, records)| {
+                records.into_iter().map(move |record| HeldPut {
+                    topic: topic.clone(),
+                    partition,
+                    record,
+                })
+            });
+            shared.xa.lock().put_back(xid, file, puts.collect());
             let text = format!(
                 "XAException:code={XAER_RMFAIL},msg=Commit of XA transaction '{key}' is incomplete ({failures}); it stays prepared: commit it again"
             );

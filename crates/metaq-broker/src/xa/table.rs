@@ -10,7 +10,6 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use super::journal::{HeldPut, Journal};
-use crate::commit_blocks::Block;
 use crate::counters::Stats;
 use metaq::protocol::{TxKey, XaTxId};
 
@@ -49,17 +48,7 @@ impl State {
     /// Puts a prepared branch whose commit could not append every block
     /// back, as read from its journal file: a commit again skips what was
     /// appended (by message id).
-    pub(super) fn put_back(&mut self, xid: XaTxId, file: PathBuf, blocks: Vec<Block>) {
-        let puts: Vec<HeldPut> = blocks
-            .into_iter()
-            .flat_map(|(topic, partition, records)| {
-                records.into_iter().map(move |record| HeldPut {
-                    topic: topic.clone(),
-                    partition,
-                    record,
-                })
-            })
-            .collect();
+    pub(super) fn put_back(&mut self, xid: XaTxId, file: PathBuf, puts: Vec<HeldPut>) {
         let bytes = puts.iter().map(|p| p.record.body.len()).sum();
         self.generations += 1;
         self.held += bytes;
