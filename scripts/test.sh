@@ -9,6 +9,12 @@ source scripts/lib.sh
 ensure_zookeeper
 ensure_packages docker-compose
 
+# A clean build writes several GiB; say how much room there is, so a linker
+# that dies writing a binary can be told from a bug.
+df -h . | sed 's/^/==> disk: /'
+# Incremental caches would double what a one-off build writes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
