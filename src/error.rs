@@ -328,13 +328,16 @@ pub enum Error {
     /// The producer was closed. Not sent.
     #[error("the producer is closed")]
     Closed,
-    /// `Producer::flush` waited `timeout` and sends were still in flight;
-    /// they go on, each ending with its own result.
-    #[error("{in_flight} send(s) still in flight after waiting {timeout:?}")]
+    /// A `flush` waited `timeout` and messages were still unacknowledged:
+    /// sends in flight (`Producer`, `OneWayProducer`), which go on, each
+    /// ending with its own result, or messages held in the local store
+    /// (`OrderedProducer`), which stay there to be replayed.
+    #[error("{in_flight} message(s) not yet acknowledged after waiting {timeout:?}")]
     FlushTimeout {
         /// How long `flush` waited.
         timeout: Duration,
-        /// Sends in flight when it stopped waiting.
+        /// Messages not yet acknowledged when it stopped waiting (for an
+        /// ordered producer: held in its store).
         in_flight: usize,
     },
 }

@@ -36,7 +36,9 @@ use crate::net::Tally;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerStats {
-    /// The broker's id (the last a route gave this address).
+    /// The broker's id (the last a route gave this address); `u32::MAX` if
+    /// no route ever named it (a connection only an XA resource made by
+    /// [`xa_resource_at`](crate::Producer::xa_resource_at) uses).
     pub broker_id: u32,
     /// Its address.
     pub uri: BrokerUri,
